@@ -1,0 +1,1 @@
+"""hac_tf.export"""
