@@ -1,0 +1,167 @@
+"""Base class of the parameter-recording augmentation layers.
+
+Every recording layer is a KerasCV ``VectorizedBaseImageAugmentationLayer``: one batched
+transformation per call (no per-image ``while_loop``). It takes and returns a dict
+
+    {"images": float32 [N,H,W,3] in [0,1],
+     "params": recorded-parameter dict (see ``hac_tf.augment.params``),
+     "seed":   optional int32/int64 [2] stateless seed,
+     "enabled": optional bool/float [N] -- images for which this layer may fire at all,
+     "probability": optional float [N] -- per-image override of the layer's probability,
+     "magnitude": optional float [N] -- per-image override of the layer's strength}
+
+and writes what it did into ``params`` (identity values where it did not fire).
+
+Randomness is *stateless*: with a ``seed`` in the inputs the output is a pure function of
+(images, seed), which makes views reproducible and lets a resumed run regenerate exactly
+the views of any step. Without a seed the layer draws one from its own
+``tf.random.Generator`` (seeded by the constructor's ``seed``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
+from keras_cv.layers import VectorizedBaseImageAugmentationLayer
+
+from hac_tf.augment.params import ParamDict, identity_params
+
+# Distinct salts so that layers sharing one input seed draw independent numbers.
+_LAYER_SALTS: Dict[str, int] = {}
+
+
+def _salt_for(name: str) -> int:
+    if name not in _LAYER_SALTS:
+        # Stable across processes: derived from the name's bytes, not Python's hash().
+        _LAYER_SALTS[name] = sum((i + 1) * b for i, b in enumerate(name.encode())) % (2**31 - 1)
+    return _LAYER_SALTS[name]
+
+
+class RecordingAugmentation(VectorizedBaseImageAugmentationLayer):
+    """A batched augmentation that records the exact parameters it sampled.
+
+    Subclasses implement:
+      * ``sample(batch_size, images, seed, probability, magnitude) -> dict`` of tensors,
+        every tensor with leading dimension N (the "transformation batch");
+      * ``apply(images, transformation) -> images``;
+      * ``record(params, transformation) -> params``.
+
+    Args:
+      probability: chance in [0,1] that the layer fires on an image.
+      seed: seed of the fallback generator used when no stateless seed is passed.
+    """
+
+    #: the recorded-parameter keys this layer writes (documentation and tests).
+    records: tuple[str, ...] = ()
+
+    def __init__(self, probability: float = 1.0, seed: Optional[int] = None, **kwargs: Any):
+        super().__init__(seed=seed, **kwargs)
+        probability = float(probability)
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"{type(self).__name__}: probability must be in [0, 1], got {probability}")
+        self.probability = probability
+        self._seed_arg = seed
+        self._salt = _salt_for(type(self).__name__)
+
+    # ----------------------------------------------------------------- randomness
+    def _stateless_seed(self, seed: Optional[tf.Tensor]) -> tf.Tensor:
+        if seed is None:
+            seed = self._random_generator.make_seeds(1)[:, 0]
+        seed = tf.cast(tf.reshape(seed, [2]), tf.int64)
+        return tf.random.experimental.stateless_fold_in(seed, self._salt)
+
+    @staticmethod
+    def sub_seed(seed: tf.Tensor, index: int) -> tf.Tensor:
+        """Independent stateless seed number ``index`` derived from ``seed``."""
+        return tf.random.experimental.stateless_fold_in(seed, index)
+
+    def fire_mask(
+        self,
+        batch_size: tf.Tensor,
+        seed: tf.Tensor,
+        probability: Optional[tf.Tensor],
+        enabled: Optional[tf.Tensor],
+    ) -> tf.Tensor:
+        """bool [N]: which images this layer transforms (Bernoulli(p) AND enabled)."""
+        p = self.probability if probability is None else tf.cast(probability, tf.float32)
+        u = tf.random.stateless_uniform([batch_size], seed=self.sub_seed(seed, 0))
+        fire = u < p
+        if enabled is not None:
+            fire = tf.logical_and(fire, tf.cast(enabled, tf.bool))
+        return fire
+
+    # ----------------------------------------------------------------- interface
+    def sample(
+        self,
+        batch_size: tf.Tensor,
+        images: tf.Tensor,
+        seed: tf.Tensor,
+        fire: tf.Tensor,
+        magnitude: Optional[tf.Tensor],
+    ) -> Dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def apply(self, images: tf.Tensor, transformation: Dict[str, tf.Tensor]) -> tf.Tensor:
+        raise NotImplementedError
+
+    def record(self, params: ParamDict, transformation: Dict[str, tf.Tensor]) -> ParamDict:
+        raise NotImplementedError
+
+    # KerasCV hooks ---------------------------------------------------------------
+    def get_random_transformation_batch(self, batch_size, images=None, **kwargs):
+        seed = self._stateless_seed(kwargs.get("seed"))
+        fire = self.fire_mask(batch_size, seed, kwargs.get("probability"), kwargs.get("enabled"))
+        return self.sample(batch_size, images, seed, fire, kwargs.get("magnitude"))
+
+    def augment_images(self, images, transformations, **kwargs):
+        return self.apply(images, transformations)
+
+    def _format_inputs(self, inputs):
+        if tf.is_tensor(inputs):
+            inputs = {"images": inputs}
+        if not isinstance(inputs, dict) or "images" not in inputs:
+            raise ValueError(f"{type(self).__name__} expects a dict with 'images'; got {type(inputs).__name__}")
+        if inputs["images"].shape.rank != 4:
+            raise ValueError(
+                f"{type(self).__name__} expects a batch of images [N,H,W,3]; got shape {inputs['images'].shape}"
+            )
+        return super()._format_inputs(inputs)
+
+    def _batch_augment(self, inputs):
+        images = inputs["images"]
+        # A crop may read its rows from a smaller source batch ("source_index" [N]).
+        source_index = inputs.get("source_index")
+        batch_size = tf.shape(images)[0] if source_index is None else tf.shape(source_index)[0]
+        params = inputs.get("params")
+        if params is None:
+            params = identity_params(batch_size)
+        transformation = self.get_random_transformation_batch(
+            batch_size,
+            images=images,
+            seed=inputs.get("seed"),
+            probability=inputs.get("probability"),
+            enabled=inputs.get("enabled"),
+            magnitude=inputs.get("magnitude"),
+        )
+        if source_index is not None:
+            transformation["source_index"] = source_index
+        out = dict(inputs)
+        out["images"] = self.augment_images(images, transformation)
+        out["params"] = self.record(dict(params), transformation)
+        return out
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update({"probability": self.probability, "seed": self._seed_arg})
+        return config
+
+
+def fire_float(fire: tf.Tensor) -> tf.Tensor:
+    """bool [N] -> float32 [N,1]."""
+    return tf.cast(fire, tf.float32)[:, tf.newaxis]
+
+
+def where_images(fire: tf.Tensor, transformed: tf.Tensor, original: tf.Tensor) -> tf.Tensor:
+    """Selects per image: transformed where fire [N] is True, else original."""
+    return tf.where(tf.reshape(fire, [-1, 1, 1, 1]), transformed, original)

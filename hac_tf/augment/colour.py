@@ -1,0 +1,198 @@
+"""Colour recording augmentations: colour jitter (random op order), grayscale, solarize.
+
+The per-op functions follow torchvision's definitions (the paper's code is PyTorch), applied
+per image with per-image factors:
+
+  brightness b:  clip(b * x)
+  contrast   c:  clip(c * x + (1 - c) * mean(gray(x)))     (mean over the whole image)
+  saturation s:  clip(s * x + (1 - s) * gray(x))
+  hue        h:  HSV hue rotated by h (fraction of the full circle), h in [-0.5, 0.5]
+
+gray(x) = 0.299 R + 0.587 G + 0.114 B. Images are float32 [N,H,W,3] in [0,1]; factors [N].
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence
+
+import tensorflow as tf
+
+from hac_tf.augment.base import RecordingAugmentation, fire_float, where_images
+from hac_tf.augment.params import ParamDict
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+#: op indices used in the recorded ``jitter_order``
+BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
+
+
+def to_gray(images: tf.Tensor) -> tf.Tensor:
+    """[N,H,W,3] -> [N,H,W,1] luma."""
+    w = tf.constant(GRAY_WEIGHTS, images.dtype)
+    return tf.reduce_sum(images * w, axis=-1, keepdims=True)
+
+
+def _per_image(f: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(tf.cast(f, tf.float32), [-1, 1, 1, 1])
+
+
+def adjust_brightness(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+    return tf.clip_by_value(images * _per_image(factor), 0.0, 1.0)
+
+
+def adjust_contrast(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+    f = _per_image(factor)
+    mean = tf.reduce_mean(to_gray(images), axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value(f * images + (1.0 - f) * mean, 0.0, 1.0)
+
+
+def adjust_saturation(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+    f = _per_image(factor)
+    return tf.clip_by_value(f * images + (1.0 - f) * to_gray(images), 0.0, 1.0)
+
+
+def adjust_hue(images: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
+    hsv = tf.image.rgb_to_hsv(images)
+    hue = tf.math.floormod(hsv[..., 0:1] + _per_image(shift), 1.0)
+    return tf.clip_by_value(tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=-1)), 0.0, 1.0)
+
+
+_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
+    """Applies the four colour ops per image in the given order.
+
+    Args:
+      images: float32 [N,H,W,3].
+      factors: float32 [N,4] (b, c, s, h).
+      order: int32 [N,4], a permutation of (0,1,2,3) per image; step t applies op order[:, t].
+
+    Each step partitions the batch by op (``tf.dynamic_partition``) so every image runs exactly
+    one op per step: 4 op evaluations per image in total.
+    """
+    n = tf.shape(images)[0]
+    idx = tf.range(n)
+    x = images
+    for step in range(4):
+        op_id = tf.cast(order[:, step], tf.int32)
+        parts_x = tf.dynamic_partition(x, op_id, 4)
+        parts_f = tf.dynamic_partition(factors, op_id, 4)
+        parts_i = tf.dynamic_partition(idx, op_id, 4)
+        outs = [_OPS[k](parts_x[k], parts_f[k][:, k]) for k in range(4)]
+        x = tf.dynamic_stitch(parts_i, outs)
+        x = tf.ensure_shape(x, images.shape)
+    return x
+
+
+class RecordingColorJitter(RecordingAugmentation):
+    """torchvision ColorJitter(b, c, s, h) applied with probability p, random op order per image.
+
+    Factors: b, c, s ~ U[1 - m, 1 + m] (m = 0.4 by default), hue shift ~ U[-m_h, m_h].
+    Records ``jitter`` (identity 1,1,1,0 when not applied), ``jitter_applied`` and
+    ``jitter_order`` (identity 0,1,2,3 when not applied).
+
+    ``magnitude`` (optional) overrides the strengths per image: float [N,4].
+    """
+
+    records = ("jitter", "jitter_applied", "jitter_order")
+
+    def __init__(
+        self,
+        brightness: float = 0.4,
+        contrast: float = 0.4,
+        saturation: float = 0.4,
+        hue: float = 0.1,
+        probability: float = 0.8,
+        seed: Optional[int] = None,
+        **kwargs: Any,
+    ):
+        super().__init__(probability=probability, seed=seed, **kwargs)
+        for name, v in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"ColorJitter: {name} strength must be in [0, 1], got {v}")
+        if not 0.0 <= float(hue) <= 0.5:
+            raise ValueError(f"ColorJitter: hue strength must be in [0, 0.5], got {hue}")
+        self.strengths = (float(brightness), float(contrast), float(saturation), float(hue))
+
+    def sample(self, batch_size, images, seed, fire, magnitude):
+        if magnitude is None:
+            m = tf.constant(self.strengths, tf.float32)[None, :]
+        else:
+            m = tf.reshape(tf.cast(magnitude, tf.float32), [-1, 4])
+        u = tf.random.stateless_uniform([batch_size, 4], seed=self.sub_seed(seed, 1), minval=-1.0, maxval=1.0)
+        factors = u * m + tf.constant([1.0, 1.0, 1.0, 0.0])
+        order = tf.argsort(
+            tf.random.stateless_uniform([batch_size, 4], seed=self.sub_seed(seed, 2)), axis=1
+        )
+        identity_f = tf.constant([[1.0, 1.0, 1.0, 0.0]])
+        identity_o = tf.constant([[0, 1, 2, 3]], tf.int32)
+        fire2 = fire[:, None]
+        return {
+            "fire": fire,
+            "factors": tf.where(fire2, factors, identity_f),
+            "order": tf.where(fire2, order, identity_o),
+        }
+
+    def apply(self, images, transformation):
+        jittered = apply_jitter(images, transformation["factors"], transformation["order"])
+        return where_images(transformation["fire"], jittered, images)
+
+    def record(self, params: ParamDict, transformation) -> ParamDict:
+        params["jitter"] = transformation["factors"]
+        params["jitter_applied"] = fire_float(transformation["fire"])
+        params["jitter_order"] = tf.cast(transformation["order"], tf.float32)
+        return params
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        b, c, s, h = self.strengths
+        config.update({"brightness": b, "contrast": c, "saturation": s, "hue": h})
+        return config
+
+
+class RecordingRandomGrayscale(RecordingAugmentation):
+    """Converts to 3-channel grayscale with probability p; records ``grayscale``."""
+
+    records = ("grayscale",)
+
+    def __init__(self, probability: float = 0.2, seed: Optional[int] = None, **kwargs: Any):
+        super().__init__(probability=probability, seed=seed, **kwargs)
+
+    def sample(self, batch_size, images, seed, fire, magnitude):
+        return {"fire": fire}
+
+    def apply(self, images, transformation):
+        gray = tf.repeat(to_gray(images), 3, axis=-1)
+        return where_images(transformation["fire"], gray, images)
+
+    def record(self, params: ParamDict, transformation) -> ParamDict:
+        params["grayscale"] = tf.maximum(params["grayscale"], fire_float(transformation["fire"]))
+        return params
+
+
+class RecordingRandomSolarize(RecordingAugmentation):
+    """Inverts pixels >= threshold (x -> 1 - x) with probability p; records ``solarize``."""
+
+    records = ("solarize",)
+
+    def __init__(self, probability: float = 0.2, threshold: float = 0.5, seed: Optional[int] = None, **kwargs: Any):
+        super().__init__(probability=probability, seed=seed, **kwargs)
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"Solarize: threshold must be in [0, 1], got {threshold}")
+        self.threshold = float(threshold)
+
+    def sample(self, batch_size, images, seed, fire, magnitude):
+        return {"fire": fire}
+
+    def apply(self, images, transformation):
+        solarized = tf.where(images >= self.threshold, 1.0 - images, images)
+        return where_images(transformation["fire"], solarized, images)
+
+    def record(self, params: ParamDict, transformation) -> ParamDict:
+        params["solarize"] = fire_float(transformation["fire"])
+        return params
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config["threshold"] = self.threshold
+        return config

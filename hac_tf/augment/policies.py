@@ -1,0 +1,277 @@
+"""View policies: how a batch of source images becomes the per-level view pairs.
+
+A policy is called on a uint8 batch [B,H,W,3] and returns the level dict
+
+    {"level_1": {"view_a": float32 [B,S,S,3] in [0,1], "view_b": ...,
+                 "params_a": recorded-parameter dict, "params_b": ...},
+     "level_2": {...}, ...}
+
+usable directly as (part of) a ``tf.data`` element.
+
+All 2L views of all L levels are produced in ONE pass of the recording layers over a batch of
+2L*B rows: every layer runs once per call, and which groups may fire at which level is a
+per-row mask (``enabled``), with per-row probability/strength overrides for the
+hierarchical-strength ablation. The crop reads straight from the B source images
+(``source_index``), so the sources are never copied 2L times.
+
+Augmentation groups (names used in configs):
+  crop_jitter  random resized crop + colour jitter (p=0.8)
+  grayscale    random grayscale (p=0.2)
+  blur         Gaussian blur (p=0.5; the paper code uses p=0 at S <= 32)
+  flip         horizontal flip (p=0.5)
+  rotation     rotation by k*90 degrees (p=0.5; not in the released code)
+  solarize     solarize (p=0.2; BYOL's asymmetric augmentation)
+The pipeline order is fixed: crop -> flip -> jitter -> grayscale -> blur -> solarize -> rotation.
+Flip commutes with the colour ops and the (symmetric) blur, and grayscale commutes with blur,
+so this order yields the same distribution as the code's per-level orders (METHODS.md 1.1; L4's
+two independent p=0.5 flips are one p=0.5 flip).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from hac_tf.augment.blur import RecordingGaussianBlur, default_kernel_size
+from hac_tf.augment.colour import RecordingColorJitter, RecordingRandomGrayscale, RecordingRandomSolarize
+from hac_tf.augment.geometric import RecordingRandomFlip, RecordingRandomResizedCrop, RecordingRandomRotation90
+from hac_tf.augment.params import identity_params
+
+GROUPS: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize")
+#: the paper code's add-one order (METHODS.md 1.1)
+DEFAULT_ORDER: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")
+#: the classical SimCLR/SimSiam pipeline
+CLASSICAL_GROUPS: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentationSettings:
+    """Strengths of the classical pipeline (the strongest level).
+
+    ``blur_probability=None`` follows the paper code: 0.5, or 0 when image_size <= 32.
+    ``blur_kernel_size=None`` uses image_size // 20 * 2 + 1.
+    """
+
+    image_size: int = 32
+    crop_scale: Tuple[float, float] = (0.2, 1.0)
+    crop_ratio: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    jitter_strength: Tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_probability: float = 0.8
+    grayscale_probability: float = 0.2
+    blur_probability: Optional[float] = None
+    blur_sigma: Tuple[float, float] = (0.1, 2.0)
+    blur_kernel_size: Optional[int] = None
+    flip_probability: float = 0.5
+    rotation_probability: float = 0.5
+    solarize_probability: float = 0.2
+
+    def resolved_blur_probability(self) -> float:
+        if self.blur_probability is not None:
+            return float(self.blur_probability)
+        return 0.0 if self.image_size <= 32 else 0.5
+
+    def resolved_kernel_size(self) -> int:
+        k = self.blur_kernel_size or default_kernel_size(self.image_size)
+        return max(1, min(int(k), 2 * (self.image_size // 2) - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelSpec:
+    """What one level's two views get: enabled groups and strength offsets.
+
+    ``strength_delta`` d weakens every enabled augmentation (hierarchical-strength ablation):
+    probabilities of flip/grayscale/blur -0.05 d, jitter strengths -0.02 d, crop min-scale +0.1 d.
+    """
+
+    groups: Tuple[str, ...]
+    strength_delta: int = 0
+
+
+class ViewPolicy:
+    """Base class: produces the level dict for a list of ``LevelSpec``.
+
+    Args:
+      levels: one LevelSpec per level (level 1 first).
+      settings: the classical strengths.
+      seed: seed of the fallback generator when ``__call__`` gets no stateless seed.
+    """
+
+    def __init__(self, levels: Sequence[LevelSpec], settings: AugmentationSettings = AugmentationSettings(),
+                 seed: Optional[int] = None):
+        if not levels:
+            raise ValueError("a view policy needs at least one level")
+        for spec in levels:
+            unknown = [g for g in spec.groups if g not in GROUPS]
+            if unknown:
+                raise ValueError(f"unknown augmentation group(s) {unknown}; allowed: {list(GROUPS)}")
+        self.levels = list(levels)
+        self.settings = settings
+        self.seed = seed
+        s = settings
+        self._crop = RecordingRandomResizedCrop(s.image_size, s.crop_scale, s.crop_ratio, seed=seed)
+        self._flip = RecordingRandomFlip(s.flip_probability, seed=seed)
+        self._jitter = RecordingColorJitter(*s.jitter_strength, probability=s.jitter_probability, seed=seed)
+        self._gray = RecordingRandomGrayscale(s.grayscale_probability, seed=seed)
+        self._blur = RecordingGaussianBlur(
+            s.resolved_kernel_size(), s.blur_sigma, s.resolved_blur_probability(), seed=seed
+        )
+        self._solarize = RecordingRandomSolarize(s.solarize_probability, seed=seed)
+        self._rotation = RecordingRandomRotation90(s.rotation_probability, seed=seed)
+        self._generator = tf.random.Generator.from_seed(seed) if seed is not None else None
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def level_names(self) -> List[str]:
+        return [f"level_{k + 1}" for k in range(self.num_levels)]
+
+    def groups_used(self) -> Tuple[str, ...]:
+        used = []
+        for spec in self.levels:
+            used += [g for g in spec.groups if g not in used]
+        return tuple(used)
+
+    # ------------------------------------------------------------------ per-row settings
+    def _row_settings(self, batch_size: tf.Tensor) -> Dict[str, Dict[str, tf.Tensor]]:
+        """Per-row (2L*B) enabled masks, probabilities and magnitudes for every layer."""
+        s = self.settings
+        cols: Dict[str, Dict[str, list]] = {}
+
+        def add(layer: str, key: str, value: float | Sequence[float]) -> None:
+            cols.setdefault(layer, {}).setdefault(key, []).append(value)
+
+        for spec in self.levels:
+            d = float(spec.strength_delta)
+            on = set(spec.groups)
+            add("crop", "enabled", "crop_jitter" in on)
+            add("crop", "magnitude", min(s.crop_scale[0] + 0.1 * d, s.crop_scale[1]))
+            add("jitter", "enabled", "crop_jitter" in on)
+            add("jitter", "magnitude", [max(v - 0.02 * d, 0.0) for v in s.jitter_strength])
+            add("gray", "enabled", "grayscale" in on)
+            add("gray", "probability", max(s.grayscale_probability - 0.05 * d, 0.0))
+            add("blur", "enabled", "blur" in on)
+            add("blur", "probability", max(s.resolved_blur_probability() - 0.05 * d, 0.0))
+            add("flip", "enabled", "flip" in on)
+            add("flip", "probability", max(s.flip_probability - 0.05 * d, 0.0))
+            add("rotation", "enabled", "rotation" in on)
+            add("solarize", "enabled", "solarize" in on)
+
+        out: Dict[str, Dict[str, tf.Tensor]] = {}
+        for layer, entries in cols.items():
+            out[layer] = {}
+            for key, values in entries.items():
+                per_level = tf.constant(values, tf.bool if key == "enabled" else tf.float32)
+                # each level has 2 views of B rows: repeat level-wise (2B rows per level)
+                out[layer][key] = tf.repeat(per_level, 2 * batch_size, axis=0)
+        return out
+
+    # ------------------------------------------------------------------ call
+    def __call__(self, images: tf.Tensor, seed: Optional[tf.Tensor] = None) -> Dict[str, Dict[str, tf.Tensor]]:
+        """uint8 [B,H,W,3] (or float in [0,1]) -> level dict (see module docstring)."""
+        images = tf.convert_to_tensor(images)
+        if images.shape.rank != 4 or (images.shape[-1] is not None and images.shape[-1] != 3):
+            raise ValueError(f"view policy expects a batch of RGB images [B,H,W,3], got shape {images.shape}")
+        if images.dtype == tf.uint8:
+            images = tf.image.convert_image_dtype(images, tf.float32)
+        elif images.dtype.is_floating:
+            images = tf.cast(images, tf.float32)
+        else:
+            raise ValueError(f"view policy expects uint8 or float images, got {images.dtype.name}")
+        if seed is None:
+            if self._generator is None:
+                seed = tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int64)
+            else:
+                seed = self._generator.make_seeds(1)[:, 0]
+        seed = tf.cast(tf.reshape(seed, [2]), tf.int64)
+
+        batch_size = tf.shape(images)[0]
+        num_views = 2 * self.num_levels
+        rows = self._row_settings(batch_size)
+        source_index = tf.tile(tf.range(batch_size), [num_views])
+        state = {"images": images, "params": identity_params(batch_size * num_views),
+                 "source_index": source_index, "seed": seed}
+        state = self._crop._batch_augment({**state, **rows["crop"]})
+        state.pop("source_index")
+        used = set(self.groups_used())
+        steps = [("flip", self._flip, "flip"), ("jitter", self._jitter, "crop_jitter"),
+                 ("gray", self._gray, "grayscale"), ("blur", self._blur, "blur"),
+                 ("solarize", self._solarize, "solarize"), ("rotation", self._rotation, "rotation")]
+        for key, layer, group in steps:
+            if group not in used:
+                continue
+            out = layer._batch_augment({"images": state["images"], "params": state["params"],
+                                        "seed": seed, **rows[key]})
+            state["images"], state["params"] = out["images"], out["params"]
+
+        views = tf.split(state["images"], num_views, axis=0)
+        params = {k: tf.split(v, num_views, axis=0) for k, v in state["params"].items()}
+        result = {}
+        for level in range(self.num_levels):
+            a, b = 2 * level, 2 * level + 1
+            result[f"level_{level + 1}"] = {
+                "view_a": views[a],
+                "view_b": views[b],
+                "params_a": {k: v[a] for k, v in params.items()},
+                "params_b": {k: v[b] for k, v in params.items()},
+            }
+        return result
+
+
+class AddOneViews(ViewPolicy):
+    """The paper's add-one views: pair k applies the first k groups of ``order``."""
+
+    def __init__(self, order: Sequence[str] = DEFAULT_ORDER, settings: AugmentationSettings = AugmentationSettings(),
+                 num_levels: Optional[int] = None, seed: Optional[int] = None):
+        order = tuple(order)
+        if len(set(order)) != len(order):
+            raise ValueError(f"add-one order repeats a group: {order}")
+        if "crop_jitter" in order and order[0] != "crop_jitter":
+            raise ValueError(f"'crop_jitter' must be the first add-one group (it sets the view size); got {order}")
+        n = len(order) if num_levels is None else int(num_levels)
+        if not 1 <= n <= len(order):
+            raise ValueError(f"num_levels must be in [1, {len(order)}], got {num_levels}")
+        self.order = order
+        super().__init__([LevelSpec(order[: k + 1]) for k in range(n)], settings, seed)
+
+
+class UniformViews(ViewPolicy):
+    """Ablation 'Uniform': every level gets the full classical pipeline."""
+
+    def __init__(self, num_levels: int = 4, groups: Sequence[str] = CLASSICAL_GROUPS,
+                 settings: AugmentationSettings = AugmentationSettings(), seed: Optional[int] = None):
+        super().__init__([LevelSpec(tuple(groups)) for _ in range(int(num_levels))], settings, seed)
+
+
+class HierarchicalStrengthViews(ViewPolicy):
+    """Ablation 'Hierarchical strength': all groups at every level, weaker at shallower levels.
+
+    Level k of L is weakened by d = L - k steps (see LevelSpec): the last level is classical.
+    """
+
+    def __init__(self, num_levels: int = 4, groups: Sequence[str] = CLASSICAL_GROUPS,
+                 settings: AugmentationSettings = AugmentationSettings(), seed: Optional[int] = None):
+        n = int(num_levels)
+        super().__init__([LevelSpec(tuple(groups), n - 1 - k) for k in range(n)], settings, seed)
+
+
+class TwoViews(ViewPolicy):
+    """The classical baseline: one level, two views of the full pipeline."""
+
+    def __init__(self, groups: Sequence[str] = CLASSICAL_GROUPS,
+                 settings: AugmentationSettings = AugmentationSettings(), seed: Optional[int] = None):
+        super().__init__([LevelSpec(tuple(groups))], settings, seed)
+
+
+POLICIES = {"add_one": AddOneViews, "uniform": UniformViews, "strength": HierarchicalStrengthViews,
+            "two_view": TwoViews}
+
+
+def build_policy(name: str, **kwargs) -> ViewPolicy:
+    """Builds a policy by config name: add_one | uniform | strength | two_view."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown view policy {name!r}; allowed: {sorted(POLICIES)}")
+    return POLICIES[name](**kwargs)
