@@ -99,7 +99,7 @@ class ViewPolicy:
     """
 
     def __init__(self, levels: Sequence[LevelSpec], settings: AugmentationSettings = AugmentationSettings(),
-                 seed: Optional[int] = None):
+                 seed: Optional[int] = None, jit_compile: bool = False):
         if not levels:
             raise ValueError("a view policy needs at least one level")
         for spec in levels:
@@ -120,6 +120,11 @@ class ViewPolicy:
         self._solarize = RecordingRandomSolarize(s.solarize_probability, seed=seed)
         self._rotation = RecordingRandomRotation90(s.rotation_probability, seed=seed)
         self._generator = tf.random.Generator.from_seed(seed) if seed is not None else None
+        # Optionally XLA-compile everything after the crop (XLA has no CropAndResize kernel).
+        # Off by default: measured slower on CPU (flip/grayscale/depthwise blur lose more under
+        # XLA than the colour ops gain); the hue rotation alone is always compiled (colour.py).
+        self.jit_compile = bool(jit_compile)
+        self._after_crop = tf.function(self._after_crop_impl, jit_compile=self.jit_compile, autograph=False)
 
     @property
     def num_levels(self) -> int:
@@ -169,6 +174,18 @@ class ViewPolicy:
                 out[layer][key] = tf.repeat(per_level, 2 * batch_size, axis=0)
         return out
 
+    def _after_crop_impl(self, images, params, seed, rows):
+        used = set(self.groups_used())
+        steps = [("flip", self._flip, "flip"), ("jitter", self._jitter, "crop_jitter"),
+                 ("gray", self._gray, "grayscale"), ("blur", self._blur, "blur"),
+                 ("solarize", self._solarize, "solarize"), ("rotation", self._rotation, "rotation")]
+        for key, layer, group in steps:
+            if group not in used or layer.probability == 0.0:
+                continue  # a layer that can never fire is skipped (e.g. blur at <= 32 px)
+            out = layer._batch_augment({"images": images, "params": params, "seed": seed, **rows[key]})
+            images, params = out["images"], out["params"]
+        return images, params
+
     # ------------------------------------------------------------------ call
     def __call__(self, images: tf.Tensor, seed: Optional[tf.Tensor] = None) -> Dict[str, Dict[str, tf.Tensor]]:
         """uint8 [B,H,W,3] (or float in [0,1]) -> level dict (see module docstring)."""
@@ -196,16 +213,7 @@ class ViewPolicy:
                  "source_index": source_index, "seed": seed}
         state = self._crop._batch_augment({**state, **rows["crop"]})
         state.pop("source_index")
-        used = set(self.groups_used())
-        steps = [("flip", self._flip, "flip"), ("jitter", self._jitter, "crop_jitter"),
-                 ("gray", self._gray, "grayscale"), ("blur", self._blur, "blur"),
-                 ("solarize", self._solarize, "solarize"), ("rotation", self._rotation, "rotation")]
-        for key, layer, group in steps:
-            if group not in used:
-                continue
-            out = layer._batch_augment({"images": state["images"], "params": state["params"],
-                                        "seed": seed, **rows[key]})
-            state["images"], state["params"] = out["images"], out["params"]
+        state["images"], state["params"] = self._after_crop(state["images"], state["params"], seed, rows)
 
         views = tf.split(state["images"], num_views, axis=0)
         params = {k: tf.split(v, num_views, axis=0) for k, v in state["params"].items()}
@@ -225,7 +233,7 @@ class AddOneViews(ViewPolicy):
     """The paper's add-one views: pair k applies the first k groups of ``order``."""
 
     def __init__(self, order: Sequence[str] = DEFAULT_ORDER, settings: AugmentationSettings = AugmentationSettings(),
-                 num_levels: Optional[int] = None, seed: Optional[int] = None):
+                 num_levels: Optional[int] = None, seed: Optional[int] = None, jit_compile: bool = False):
         order = tuple(order)
         if len(set(order)) != len(order):
             raise ValueError(f"add-one order repeats a group: {order}")
@@ -235,15 +243,16 @@ class AddOneViews(ViewPolicy):
         if not 1 <= n <= len(order):
             raise ValueError(f"num_levels must be in [1, {len(order)}], got {num_levels}")
         self.order = order
-        super().__init__([LevelSpec(order[: k + 1]) for k in range(n)], settings, seed)
+        super().__init__([LevelSpec(order[: k + 1]) for k in range(n)], settings, seed, jit_compile)
 
 
 class UniformViews(ViewPolicy):
     """Ablation 'Uniform': every level gets the full classical pipeline."""
 
     def __init__(self, num_levels: int = 4, groups: Sequence[str] = CLASSICAL_GROUPS,
-                 settings: AugmentationSettings = AugmentationSettings(), seed: Optional[int] = None):
-        super().__init__([LevelSpec(tuple(groups)) for _ in range(int(num_levels))], settings, seed)
+                 settings: AugmentationSettings = AugmentationSettings(), seed: Optional[int] = None,
+                 jit_compile: bool = False):
+        super().__init__([LevelSpec(tuple(groups)) for _ in range(int(num_levels))], settings, seed, jit_compile)
 
 
 class HierarchicalStrengthViews(ViewPolicy):
@@ -253,17 +262,19 @@ class HierarchicalStrengthViews(ViewPolicy):
     """
 
     def __init__(self, num_levels: int = 4, groups: Sequence[str] = CLASSICAL_GROUPS,
-                 settings: AugmentationSettings = AugmentationSettings(), seed: Optional[int] = None):
+                 settings: AugmentationSettings = AugmentationSettings(), seed: Optional[int] = None,
+                 jit_compile: bool = False):
         n = int(num_levels)
-        super().__init__([LevelSpec(tuple(groups), n - 1 - k) for k in range(n)], settings, seed)
+        super().__init__([LevelSpec(tuple(groups), n - 1 - k) for k in range(n)], settings, seed, jit_compile)
 
 
 class TwoViews(ViewPolicy):
     """The classical baseline: one level, two views of the full pipeline."""
 
     def __init__(self, groups: Sequence[str] = CLASSICAL_GROUPS,
-                 settings: AugmentationSettings = AugmentationSettings(), seed: Optional[int] = None):
-        super().__init__([LevelSpec(tuple(groups))], settings, seed)
+                 settings: AugmentationSettings = AugmentationSettings(), seed: Optional[int] = None,
+                 jit_compile: bool = False):
+        super().__init__([LevelSpec(tuple(groups))], settings, seed, jit_compile)
 
 
 POLICIES = {"add_one": AddOneViews, "uniform": UniformViews, "strength": HierarchicalStrengthViews,

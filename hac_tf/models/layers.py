@@ -1,0 +1,190 @@
+"""Shared building blocks for the backbone, the stage branches and the heads.
+
+Conventions (see DESIGN.md / METHODS.md §6):
+  * BatchNorm comes from one factory, :func:`batch_norm` (PyTorch momentum 0.1 == Keras 0.9,
+    epsilon 1e-5), optionally synchronized across replicas.
+  * PyTorch-style padding: an explicit ``ZeroPadding2D(pad)`` followed by a ``valid`` conv
+    (Keras ``same`` pads asymmetrically for stride 2).
+  * Conv kernels use Kaiming-normal with fan_out (torchvision ResNet init); convs followed by BN
+    have no bias.
+
+Composite layers in this package build their children explicitly (shape chaining through
+``compute_output_shape``) so that every weight exists right after ``build`` and
+``count_params()`` works without a forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence, Tuple
+
+import keras
+import tensorflow as tf
+
+Shape = Tuple[Optional[int], ...]
+
+IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def conv_initializer() -> keras.initializers.Initializer:
+    """Kaiming-normal, fan_out, ReLU gain (torchvision ``kaiming_normal_(mode="fan_out")``)."""
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal"
+    )
+
+
+def depthwise_initializer() -> keras.initializers.Initializer:
+    """Kaiming-normal fan_out as PyTorch computes it for a grouped conv.
+
+    PyTorch's fan_out of a depthwise weight ``[C,1,3,3]`` is ``C*9``; Keras' fan_in of the
+    depthwise kernel ``[3,3,C,1]`` is ``C*9`` (its fan_out is 9), hence ``mode="fan_in"`` here.
+    """
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_in", distribution="untruncated_normal"
+    )
+
+
+def dense_initializer() -> keras.initializers.Initializer:
+    """PyTorch ``nn.Linear`` default kernel init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
+
+
+def batch_norm(
+    synchronized: bool = False,
+    momentum: float = 0.9,
+    epsilon: float = 1e-5,
+    gamma_zero: bool = False,
+    center: bool = True,
+    scale: bool = True,
+    name: Optional[str] = None,
+) -> keras.layers.BatchNormalization:
+    """The one BatchNorm factory of the project (channels-last, axis -1).
+
+    Args:
+      synchronized: cross-replica (SyncBN) statistics under a ``tf.distribute`` strategy; on a
+        single device it behaves like ordinary BN.
+      momentum: Keras moving-average momentum (= 1 - PyTorch momentum).
+      epsilon: variance epsilon (PyTorch default 1e-5).
+      gamma_zero: initialise gamma to 0 (zero-init of the last BN in a residual block).
+      center, scale: False gives PyTorch ``affine=False`` (no beta / gamma).
+    """
+    return keras.layers.BatchNormalization(
+        axis=-1,
+        momentum=momentum,
+        epsilon=epsilon,
+        center=center,
+        scale=scale,
+        gamma_initializer="zeros" if gamma_zero else "ones",
+        synchronized=synchronized,
+        name=name,
+    )
+
+
+def conv_layers(
+    filters: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    name: str = "conv",
+) -> list:
+    """``[ZeroPadding2D(padding)?, Conv2D(valid, no bias)]`` — a PyTorch ``Conv2d(bias=False)``."""
+    out: list = []
+    if padding > 0:
+        out.append(keras.layers.ZeroPadding2D(padding, name=f"{name}_pad"))
+    out.append(
+        keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=stride,
+            padding="valid",
+            use_bias=False,
+            kernel_initializer=conv_initializer(),
+            name=name,
+        )
+    )
+    return out
+
+
+def depthwise_layers(stride: int = 1, name: str = "dw") -> list:
+    """``[ZeroPadding2D(1), DepthwiseConv2D(3x3, stride, valid, no bias)]``."""
+    return [
+        keras.layers.ZeroPadding2D(1, name=f"{name}_pad"),
+        keras.layers.DepthwiseConv2D(
+            3,
+            strides=stride,
+            padding="valid",
+            use_bias=False,
+            depthwise_initializer=depthwise_initializer(),
+            name=name,
+        ),
+    ]
+
+
+def scaled_width(channels: int, width_multiplier: float) -> int:
+    """``round(channels * width_multiplier)`` clipped below at 8."""
+    return max(8, int(round(channels * width_multiplier)))
+
+
+def build_chain(layers: Iterable[keras.layers.Layer], input_shape: Shape) -> Shape:
+    """Builds ``layers`` in sequence starting from ``input_shape``; returns the output shape."""
+    shape = tuple(input_shape)
+    for layer in layers:
+        if not layer.built:
+            layer.build(shape)
+        shape = tuple(layer.compute_output_shape(shape))
+    return shape
+
+
+def chain_output_shape(layers: Iterable[keras.layers.Layer], input_shape: Shape) -> Shape:
+    """Output shape of ``layers`` applied in sequence, without building them."""
+    shape = tuple(input_shape)
+    for layer in layers:
+        shape = tuple(layer.compute_output_shape(shape))
+    return shape
+
+
+def apply_chain(
+    layers: Iterable[keras.layers.Layer], x: tf.Tensor, training: Optional[bool] = None
+) -> tf.Tensor:
+    """Applies ``layers`` in sequence (``training`` is forwarded; layers without it ignore it)."""
+    for layer in layers:
+        x = layer(x, training=training)
+    return x
+
+
+@keras.saving.register_keras_serializable(package="hac_tf")
+class Normalize(keras.layers.Layer):
+    """Per-channel ``(x - mean) / std`` on ``[B,H,W,C]`` images in [0,1]. No weights."""
+
+    def __init__(
+        self,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if len(mean) != len(std):
+            raise ValueError(f"mean {tuple(mean)} and std {tuple(std)} must have the same length")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {tuple(std)}")
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    def build(self, input_shape: Shape) -> None:
+        if input_shape[-1] is not None and input_shape[-1] != len(self.mean):
+            raise ValueError(
+                f"Normalize expects {len(self.mean)} channels, got input shape {input_shape}"
+            )
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        mean = tf.constant(self.mean, dtype=x.dtype)
+        std = tf.constant(self.std, dtype=x.dtype)
+        return (x - mean) / std
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(mean=list(self.mean), std=list(self.std))
+        return config
