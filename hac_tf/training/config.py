@@ -1,0 +1,398 @@
+"""Typed experiment configuration (TF Model Garden ``hyperparams.Config`` dataclasses).
+
+A config is built from defaults, then a YAML file, then ``--params_override`` strings
+(``a.b=v,c.d=w`` or YAML), in that order. Unknown keys, wrong types and values outside their
+allowed set or range are rejected *before any data is read*, with one line naming the key:
+
+    ConfigError: model.method='simclrr' is not one of ['barlow', 'byol', 'moco', 'simclr', 'simsiam']
+
+YAML is always read with ``yaml.safe_load`` (no Python object construction from files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import typing
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import yaml
+from official.modeling import hyperparams
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, mistyped, out of range or contradictory."""
+
+
+# ----------------------------------------------------------------------------- sections
+@dataclasses.dataclass
+class DataConfig(hyperparams.Config):
+    """Where images come from. ``source``: coloured_fashion_mnist | fashion_mnist | image_folder | tfds:<name>."""
+
+    source: str = "coloured_fashion_mnist"
+    data_dir: Optional[str] = None  # IDX dir / image-folder root / TFDS data_dir (None = default)
+    train_split: str = "train"
+    test_split: str = "test"
+    num_colours: int = 16  # coloured Fashion-MNIST only
+    image_size: int = 32  # side of every view
+    batch_size: int = 256  # global batch of SOURCE images (each yields 2 views per level)
+    shuffle_buffer: int = 10000
+    max_train_examples: int = 0  # 0 = all
+    label_keys: Tuple[str, ...] = ("garment", "colour")  # labels the probes evaluate
+    knn_label: str = "garment"
+
+
+@dataclasses.dataclass
+class AugmentConfig(hyperparams.Config):
+    """View policy. ``policy``: add_one | uniform | strength | two_view (see hac_tf.augment)."""
+
+    policy: str = "add_one"
+    order: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")  # add-one group order
+    num_levels: int = 4  # levels for add_one/uniform/strength
+    groups: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")  # uniform/strength/two_view
+    crop_min_scale: float = 0.2
+    jitter_strength: Tuple[float, ...] = (0.4, 0.4, 0.4, 0.1)
+    jitter_probability: float = 0.8
+    grayscale_probability: float = 0.2
+    blur_probability: float = -1.0  # < 0: the paper code's rule (0.5, or 0 at <= 32 px)
+    flip_probability: float = 0.5
+    rotation_probability: float = 0.5
+    solarize_probability: float = 0.2
+
+
+@dataclasses.dataclass
+class ModelConfig(hyperparams.Config):
+    """Backbone, hierarchy and base method (see hac_tf.methods.ModelSpec for the meaning of each)."""
+
+    method: str = "simsiam"
+    depth: int = 18
+    stem: str = "cifar"
+    width_multiplier: float = 1.0
+    sync_bn: bool = False
+    level_depths: Tuple[int, ...] = (1, 2, 3, 4)  # backbone depth contrasted for each view level
+    loss_weights: Tuple[float, ...] = ()  # () = all 1.0
+    embed_fields: Tuple[str, ...] = ("colour",)  # recorded params embedded at depths > 1; () = none
+    embed_dim: int = 512
+    projector_hidden_dim: int = 0  # 0 = the method's default
+    projector_out_dim: int = 0
+    projector_num_layers: int = 0
+    predictor_hidden_dim: int = 0
+    predictor_out_dim: int = 0
+    temperature: float = 0.0  # 0 = the method's default
+    moco_queue_size: int = 4096
+    moco_momentum: float = 0.99
+    byol_base_momentum: float = 0.99
+    barlow_lambd: float = 3.9e-3
+    barlow_scale: float = 1.0 / 32.0
+
+
+@dataclasses.dataclass
+class OptimizerConfig(hyperparams.Config):
+    """``name``: sgd | lars | adamw. lr = base_lr * batch_size / 256 when lr_scaling == 'linear'."""
+
+    name: str = "sgd"
+    base_lr: float = 0.05
+    lr_scaling: str = "linear"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.0
+    schedule: str = "cosine"  # cosine | constant
+    fix_predictor_lr: bool = False  # SimSiam: predictor keeps the initial lr
+    lars_eta: float = 1e-3
+    clipnorm: float = 0.0  # 0 = no clipping
+
+
+@dataclasses.dataclass
+class TrainConfig(hyperparams.Config):
+    epochs: float = 1.0
+    steps_per_epoch: int = 0  # 0 = dataset size // batch size
+    max_steps: int = 0  # 0 = epochs * steps_per_epoch
+    seed: int = 0
+    mixed_precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    log_every_steps: int = 10
+    checkpoint_every_steps: int = 100
+    keep_checkpoints: int = 3
+    knn_every_steps: int = 0  # 0 = only at the end
+    image_summary_every_steps: int = 0  # 0 = once at the start
+    nan_policy: str = "stop"  # stop | skip (skip isolated non-finite steps, stop after 10 in a row)
+    deterministic_ops: bool = False
+
+
+@dataclasses.dataclass
+class EvalConfig(hyperparams.Config):
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    knn_max_train: int = 10000
+    knn_max_test: int = 2000
+    probe_max_train: int = 10000
+    probe_max_test: int = 5000
+    random_init_reference: bool = True
+
+
+@dataclasses.dataclass
+class ExportConfig(hyperparams.Config):
+    enabled: bool = True
+    base_dir: str = "saved_models"
+    name: str = ""  # "" = the model_dir's basename
+
+
+@dataclasses.dataclass
+class ExperimentConfig(hyperparams.Config):
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+
+# ----------------------------------------------------------------------------- rules
+CHOICES: Dict[str, Sequence[Any]] = {
+    "augment.policy": ("add_one", "uniform", "strength", "two_view"),
+    "model.method": ("barlow", "byol", "moco", "simclr", "simsiam"),
+    "model.depth": (18, 34, 50),
+    "model.stem": ("cifar", "imagenet"),
+    "optimizer.name": ("adamw", "lars", "sgd"),
+    "optimizer.lr_scaling": ("linear", "none"),
+    "optimizer.schedule": ("constant", "cosine"),
+    "train.mixed_precision": ("float32", "mixed_bfloat16", "mixed_float16"),
+    "train.nan_policy": ("skip", "stop"),
+}
+AUG_GROUPS = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize")
+EMBED_FIELDS = ("colour", "color", "crop", "flip", "jitter", "jitter_applied", "jitter_order", "grayscale",
+                "blur_sigma", "solarize", "rotation")
+# (lower, upper, lower inclusive, upper inclusive)
+RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
+    "data.num_colours": (2, 360, True, True),
+    "data.image_size": (8, 1024, True, True),
+    "data.batch_size": (1, 1 << 20, True, True),
+    "data.shuffle_buffer": (1, 1 << 24, True, True),
+    "data.max_train_examples": (0, 1 << 31, True, True),
+    "augment.num_levels": (1, 6, True, True),
+    "augment.crop_min_scale": (0.0, 1.0, False, True),
+    "augment.jitter_probability": (0.0, 1.0, True, True),
+    "augment.grayscale_probability": (0.0, 1.0, True, True),
+    "augment.blur_probability": (-1.0, 1.0, True, True),
+    "augment.flip_probability": (0.0, 1.0, True, True),
+    "augment.rotation_probability": (0.0, 1.0, True, True),
+    "augment.solarize_probability": (0.0, 1.0, True, True),
+    "model.width_multiplier": (0.0, 8.0, False, True),
+    "model.embed_dim": (1, 1 << 16, True, True),
+    "model.projector_hidden_dim": (0, 1 << 16, True, True),
+    "model.projector_out_dim": (0, 1 << 16, True, True),
+    "model.projector_num_layers": (0, 8, True, True),
+    "model.predictor_hidden_dim": (0, 1 << 16, True, True),
+    "model.predictor_out_dim": (0, 1 << 16, True, True),
+    "model.temperature": (0.0, 100.0, True, True),
+    "model.moco_queue_size": (1, 1 << 22, True, True),
+    "model.moco_momentum": (0.0, 1.0, True, False),
+    "model.byol_base_momentum": (0.0, 1.0, True, False),
+    "model.barlow_lambd": (0.0, 10.0, True, True),
+    "model.barlow_scale": (0.0, 100.0, False, True),
+    "optimizer.base_lr": (0.0, 100.0, False, True),
+    "optimizer.momentum": (0.0, 1.0, True, False),
+    "optimizer.weight_decay": (0.0, 1.0, True, True),
+    "optimizer.warmup_epochs": (0.0, 1e6, True, True),
+    "optimizer.lars_eta": (0.0, 1.0, False, True),
+    "optimizer.clipnorm": (0.0, 1e6, True, True),
+    "train.epochs": (0.0, 1e6, False, True),
+    "train.steps_per_epoch": (0, 1 << 31, True, True),
+    "train.max_steps": (0, 1 << 31, True, True),
+    "train.log_every_steps": (1, 1 << 31, True, True),
+    "train.checkpoint_every_steps": (1, 1 << 31, True, True),
+    "train.keep_checkpoints": (1, 1000, True, True),
+    "train.knn_every_steps": (0, 1 << 31, True, True),
+    "train.image_summary_every_steps": (0, 1 << 31, True, True),
+    "eval.knn_k": (1, 100000, True, True),
+    "eval.knn_temperature": (0.0, 100.0, False, True),
+    "eval.knn_max_train": (1, 1 << 31, True, True),
+    "eval.knn_max_test": (1, 1 << 31, True, True),
+    "eval.probe_max_train": (1, 1 << 31, True, True),
+    "eval.probe_max_test": (1, 1 << 31, True, True),
+}
+METHODS_WITH_PREDICTOR = ("byol", "simsiam")
+
+
+def _check_type(path: str, value: Any, annotation: Any) -> None:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return
+    if origin is Union:  # Optional[X]
+        if value is None and type(None) in args:
+            return
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(path, value, inner[0])
+    if origin in (tuple, list, Tuple, List):
+        if not isinstance(value, (tuple, list)):
+            raise ConfigError(f"{path}={value!r} must be a list, got {type(value).__name__}")
+        elem = args[0] if args else Any
+        for i, v in enumerate(value):
+            _check_type(f"{path}[{i}]", v, elem)
+        return
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}={value!r} must be true or false, got {type(value).__name__}")
+    elif annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}={value!r} must be an integer, got {type(value).__name__}")
+    elif annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}={value!r} must be a number, got {type(value).__name__}")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{path}={value!r} must be finite")
+    elif annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}={value!r} must be a string, got {type(value).__name__}")
+
+
+def _walk(config: hyperparams.Config, prefix: str = ""):
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        path = f"{prefix}{field.name}"
+        value = getattr(config, field.name)
+        if isinstance(value, hyperparams.Config):
+            yield from _walk(value, path + ".")
+        else:
+            yield path, value, hints[field.name]
+
+
+def validate(config: ExperimentConfig) -> ExperimentConfig:
+    """Checks types, allowed values, ranges and cross-field rules. Raises ConfigError."""
+    for path, value, annotation in _walk(config):
+        _check_type(path, value, annotation)
+        if path in CHOICES and value not in CHOICES[path]:
+            raise ConfigError(f"{path}={value!r} is not one of {sorted(CHOICES[path])}")
+        if path in RANGES:
+            lo, hi, lo_inc, hi_inc = RANGES[path]
+            ok = (value >= lo if lo_inc else value > lo) and (value <= hi if hi_inc else value < hi)
+            if not ok:
+                lb, rb = ("[" if lo_inc else "("), ("]" if hi_inc else ")")
+                raise ConfigError(f"{path}={value!r} is outside the allowed range {lb}{lo}, {hi}{rb}")
+    _cross_checks(config)
+    return config
+
+
+def _cross_checks(c: ExperimentConfig) -> None:
+    src = c.data.source
+    if not (src in ("coloured_fashion_mnist", "fashion_mnist", "image_folder") or src.startswith("tfds:")):
+        raise ConfigError(f"data.source={src!r} is not one of ['coloured_fashion_mnist', 'fashion_mnist', "
+                          f"'image_folder', 'tfds:<builder name>']")
+    if src == "image_folder" and not c.data.data_dir:
+        raise ConfigError("data.data_dir must name the image folder root when data.source='image_folder'")
+    for key in ("order", "groups"):
+        bad = [g for g in getattr(c.augment, key) if g not in AUG_GROUPS]
+        if bad:
+            raise ConfigError(f"augment.{key} has unknown group(s) {bad}; allowed: {list(AUG_GROUPS)}")
+    if len(c.augment.jitter_strength) != 4:
+        raise ConfigError("augment.jitter_strength must have 4 values (brightness, contrast, saturation, hue)")
+    m = c.model
+    n_levels = num_view_levels(c)
+    if len(m.level_depths) != n_levels:
+        raise ConfigError(f"model.level_depths has {len(m.level_depths)} entries but augment.policy="
+                          f"{c.augment.policy!r} produces {n_levels} view level(s)")
+    bad = [d for d in m.level_depths if d not in (1, 2, 3, 4)]
+    if bad:
+        raise ConfigError(f"model.level_depths={list(m.level_depths)} has depth(s) {bad}; allowed: 1, 2, 3, 4")
+    if m.loss_weights and len(m.loss_weights) != len(m.level_depths):
+        raise ConfigError(f"model.loss_weights has {len(m.loss_weights)} entries, model.level_depths has "
+                          f"{len(m.level_depths)}")
+    bad = [f for f in m.embed_fields if f not in EMBED_FIELDS]
+    if bad:
+        raise ConfigError(f"model.embed_fields has unknown field(s) {bad}; allowed: {list(EMBED_FIELDS)}")
+    if m.method not in METHODS_WITH_PREDICTOR and (m.predictor_hidden_dim or m.predictor_out_dim):
+        raise ConfigError(f"model.predictor_* is set but model.method={m.method!r} has no predictor "
+                          f"(only {list(METHODS_WITH_PREDICTOR)} do)")
+    if c.optimizer.fix_predictor_lr and m.method not in METHODS_WITH_PREDICTOR:
+        raise ConfigError(f"optimizer.fix_predictor_lr=true needs a method with a predictor "
+                          f"({list(METHODS_WITH_PREDICTOR)}), not {m.method!r}")
+    if m.moco_queue_size % max(1, c.data.batch_size) and m.method == "moco":
+        raise ConfigError(f"model.moco_queue_size={m.moco_queue_size} must be a multiple of "
+                          f"data.batch_size={c.data.batch_size}")
+    if c.data.knn_label not in c.data.label_keys:
+        raise ConfigError(f"data.knn_label={c.data.knn_label!r} is not in data.label_keys={list(c.data.label_keys)}")
+
+
+def num_view_levels(c: ExperimentConfig) -> int:
+    if c.augment.policy == "two_view":
+        return 1
+    if c.augment.policy == "add_one":
+        return min(c.augment.num_levels, len(c.augment.order))
+    return c.augment.num_levels
+
+
+# ----------------------------------------------------------------------------- loading
+def _read_yaml(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    with open(path, "r", encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path!r} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path!r} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _override(config: ExperimentConfig, params: Union[str, Dict[str, Any]], origin: str) -> None:
+    try:
+        if isinstance(params, dict):
+            config.override(params, is_strict=True)
+        else:
+            hyperparams.override_params_dict(config, params, is_strict=True)
+    except KeyError as e:
+        msg = str(e).strip("\"'")
+        match = re.search(r"key '([^']+)' does not exist in <class '[\w.]+\.(\w+)'>", msg)
+        if match:
+            key, cls = match.groups()
+            section = _SECTION_OF_CLASS.get(cls, cls)
+            allowed = sorted(f.name for f in dataclasses.fields(_CLASS_BY_NAME[cls])) if cls in _CLASS_BY_NAME else []
+            where = f"{section}.{key}" if section else key
+            raise ConfigError(f"{origin}: unknown key {where!r}; allowed keys{' in ' + section if section else ''}: "
+                              f"{allowed}") from None
+        raise ConfigError(f"{origin}: {msg}") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{origin}: {e}") from None
+
+
+_SECTION_OF_CLASS = {"DataConfig": "data", "AugmentConfig": "augment", "ModelConfig": "model",
+                     "OptimizerConfig": "optimizer", "TrainConfig": "train", "EvalConfig": "eval",
+                     "ExportConfig": "export", "ExperimentConfig": ""}
+_CLASS_BY_NAME = {"DataConfig": DataConfig, "AugmentConfig": AugmentConfig, "ModelConfig": ModelConfig,
+                  "OptimizerConfig": OptimizerConfig, "TrainConfig": TrainConfig, "EvalConfig": EvalConfig,
+                  "ExportConfig": ExportConfig, "ExperimentConfig": ExperimentConfig}
+
+
+def load_config(config_file: Optional[str] = None, params_override: Sequence[str] | str = ()) -> ExperimentConfig:
+    """Defaults <- YAML file <- overrides (each ``a.b=v,...`` or a YAML string); validated."""
+    config = ExperimentConfig()
+    if config_file:
+        _override(config, _read_yaml(config_file), config_file)
+    if isinstance(params_override, str):
+        params_override = [params_override] if params_override else []
+    for item in params_override:
+        if not item:
+            continue
+        text = item.strip()
+        if "=" in text.split(":", 1)[0] or "=" in text and ":" not in text:
+            _override(config, text, "--params_override")
+        else:
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"--params_override is neither a=b pairs nor valid YAML: {e}") from None
+            if not isinstance(data, dict):
+                raise ConfigError(f"--params_override YAML must be a mapping, got {text!r}")
+            _override(config, data, "--params_override")
+    # hyperparams turns YAML lists into lists: store tuples for hashability/immutability
+    return validate(config)
+
+
+def to_yaml(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.as_dict(), sort_keys=False)
