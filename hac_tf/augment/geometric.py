@@ -17,7 +17,8 @@ from hac_tf.augment.params import ParamDict
 _CROP_ATTEMPTS = 10
 
 
-def region_to_sampling_box(region: tf.Tensor, height: tf.Tensor, width: tf.Tensor, out_size: int) -> tf.Tensor:
+def region_to_sampling_box(region: tf.Tensor, height: tf.Tensor, width: tf.Tensor, out_size: int,
+                           pad: int = 0) -> tf.Tensor:
     """Converts crop regions to ``tf.image.crop_and_resize`` boxes with half-pixel sampling.
 
     Args:
@@ -25,6 +26,9 @@ def region_to_sampling_box(region: tf.Tensor, height: tf.Tensor, width: tf.Tenso
         (continuous coordinates: 0 = top/left edge, 1 = bottom/right edge).
       height, width: source image size in pixels.
       out_size: side of the square output.
+      pad: the boxes are for the image padded by ``pad`` pixels on every side (``apply_crop``
+        pads 1 edge pixel so that samples within half a pixel of the border replicate the edge,
+        like torchvision, instead of reading crop_and_resize's zero extrapolation value).
 
     Returns:
       float32 [N,4] boxes such that crop_and_resize samples output pixel r at the centre of
@@ -37,12 +41,12 @@ def region_to_sampling_box(region: tf.Tensor, height: tf.Tensor, width: tf.Tenso
     y0, x0, y1, x1 = tf.unstack(region, axis=-1)
     rh = (y1 - y0) * h
     rw = (x1 - x0) * w
-    first_y = y0 * h + 0.5 * rh / s - 0.5
-    first_x = x0 * w + 0.5 * rw / s - 0.5
+    first_y = y0 * h + 0.5 * rh / s - 0.5 + pad
+    first_x = x0 * w + 0.5 * rw / s - 0.5 + pad
     last_y = first_y + rh * (s - 1.0) / s
     last_x = first_x + rw * (s - 1.0) / s
-    den_h = tf.maximum(h - 1.0, 1.0)
-    den_w = tf.maximum(w - 1.0, 1.0)
+    den_h = tf.maximum(h + 2.0 * pad - 1.0, 1.0)
+    den_w = tf.maximum(w + 2.0 * pad - 1.0, 1.0)
     return tf.stack([first_y / den_h, first_x / den_w, last_y / den_h, last_x / den_w], axis=-1)
 
 
@@ -53,11 +57,12 @@ def apply_crop(images: tf.Tensor, region: tf.Tensor, out_size: int,
     Row n is cut from image ``source_index[n]`` (default: n, with M == N).
     """
     shape = tf.shape(images)
-    boxes = region_to_sampling_box(region, shape[1], shape[2], out_size)
+    boxes = region_to_sampling_box(region, shape[1], shape[2], out_size, pad=1)
     if source_index is None:
-        source_index = tf.range(shape[0])
+        source_index = tf.range(tf.shape(region)[0])
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")  # replicate the edge
     out = tf.image.crop_and_resize(
-        images, boxes, tf.cast(source_index, tf.int32), [out_size, out_size], method="bilinear"
+        padded, boxes, tf.cast(source_index, tf.int32), [out_size, out_size], method="bilinear"
     )
     return tf.cast(out, images.dtype)
 

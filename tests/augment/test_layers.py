@@ -54,8 +54,9 @@ def test_recorded_crop_reproduces_view(rng):
     layer = RecordingRandomResizedCrop(32, scale=(0.2, 1.0), seed=3)
     out = layer({"images": tf.constant(x), "seed": tf.constant([4, 5])})
     region = out["params"]["crop"]
-    boxes = region_to_sampling_box(region, 48, 48, 32)
-    again = tf.image.crop_and_resize(x, boxes, tf.range(32), [32, 32]).numpy()
+    boxes = region_to_sampling_box(region, 48, 48, 32, pad=1)
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="edge")
+    again = tf.image.crop_and_resize(padded, boxes, tf.range(32), [32, 32]).numpy()
     np.testing.assert_allclose(out["images"].numpy(), again, atol=1e-6)
     r = region.numpy()
     # whole-pixel boxes inside the image, area in the scale range, aspect in the ratio range
@@ -65,6 +66,14 @@ def test_recorded_crop_reproduces_view(rng):
     area = h * w / 48 / 48
     assert (area >= 0.2 - 0.05).all() and (area <= 1.0 + 1e-6).all()
     assert len({tuple(v) for v in r}) > 20  # different crops per image
+
+
+def test_upsampled_border_crops_replicate_the_edge_not_black():
+    """A small crop touching the border, upsampled: no zero-extrapolated pixels (torchvision clamps)."""
+    x = np.ones((2, 32, 32, 3), np.float32)
+    region = tf.constant([[0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.25, 0.25]])
+    out = apply_crop(tf.constant(x), region, 32).numpy()
+    np.testing.assert_allclose(out, 1.0, atol=1e-6)
 
 
 def test_crop_magnitude_overrides_min_scale(rng):
