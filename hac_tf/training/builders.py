@@ -1,0 +1,106 @@
+"""Config -> objects: view policy, data pipelines, model spec."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from hac_tf.augment import AugmentationSettings, build_policy, make_view_dataset
+from hac_tf.augment.policies import ViewPolicy
+from hac_tf.data import build_source
+from hac_tf.training.config import ExperimentConfig
+
+
+def augmentation_settings(c: ExperimentConfig) -> AugmentationSettings:
+    a = c.augment
+    return AugmentationSettings(
+        image_size=c.data.image_size,
+        crop_scale=(a.crop_min_scale, 1.0),
+        jitter_strength=tuple(a.jitter_strength),
+        jitter_probability=a.jitter_probability,
+        grayscale_probability=a.grayscale_probability,
+        blur_probability=None if a.blur_probability < 0 else a.blur_probability,
+        flip_probability=a.flip_probability,
+        rotation_probability=a.rotation_probability,
+        solarize_probability=a.solarize_probability,
+    )
+
+
+def view_policy(c: ExperimentConfig) -> ViewPolicy:
+    settings = augmentation_settings(c)
+    a = c.augment
+    if a.policy == "add_one":
+        return build_policy("add_one", order=tuple(a.order), settings=settings, num_levels=a.num_levels)
+    if a.policy == "two_view":
+        return build_policy("two_view", groups=tuple(a.groups), settings=settings)
+    return build_policy(a.policy, num_levels=a.num_levels, groups=tuple(a.groups), settings=settings)
+
+
+def source_kwargs(c: ExperimentConfig) -> Dict[str, Any]:
+    kwargs: Dict[str, Any] = {}
+    if c.data.source == "coloured_fashion_mnist":
+        kwargs.update(num_colours=c.data.num_colours, image_size=c.data.image_size)
+    if c.data.source == "image_folder":
+        kwargs["image_size"] = c.data.image_size
+    if c.data.data_dir:
+        kwargs["data_dir"] = c.data.data_dir
+    return kwargs
+
+
+def labelled_source(c: ExperimentConfig, split: str, max_examples: int = 0):
+    """The raw (image uint8 [H,W,3], labels) source of a split, optionally truncated."""
+    ds, info = build_source(c.data.source, split, with_info=True, **source_kwargs(c))
+    if max_examples and max_examples > 0:
+        ds = ds.take(max_examples)
+    return ds, info
+
+
+def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) -> Tuple[tf.data.Dataset, int]:
+    """Infinite, deterministic stream of view batches starting at ``start_step``.
+
+    Batch i is a pure function of (seed, i): the source order comes from a seeded shuffle that
+    reshuffles each epoch deterministically, and the views from the stateless seed (seed, i).
+    So a resumed run at step s sees exactly the batches s, s+1, ... of an uninterrupted run.
+
+    Returns (dataset, number of source examples).
+    """
+    src, info = labelled_source(c, c.data.train_split, c.data.max_train_examples)
+    n = info.num_examples if not c.data.max_train_examples else min(info.num_examples, c.data.max_train_examples)
+    if n < c.data.batch_size:
+        raise ValueError(f"the training split has {n} images, fewer than one batch "
+                         f"(data.batch_size={c.data.batch_size})")
+    seed = c.train.seed
+    src = src.shuffle(min(c.data.shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True).repeat()
+    views = make_view_dataset(src, policy, c.data.batch_size, seed=seed, start_batch=start_step)
+
+    def strip(batch):
+        return {k: v for k, v in batch.items() if k.startswith("level_")}
+
+    return views.map(strip, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2), n
+
+
+def model_spec_kwargs(c: ExperimentConfig) -> Dict[str, Any]:
+    """ModelConfig -> keyword arguments of hac_tf.methods.ModelSpec (0 = the method default)."""
+    m = c.model
+    kw: Dict[str, Any] = dict(
+        method=m.method, depth=m.depth, stem=m.stem, width_multiplier=m.width_multiplier, sync_bn=m.sync_bn,
+        level_depths=tuple(m.level_depths), embed_fields=tuple(m.embed_fields), embed_dim=m.embed_dim,
+    )
+    if m.loss_weights:
+        kw["loss_weights"] = tuple(float(w) for w in m.loss_weights)
+    optional = {
+        "projector_hidden_dim": m.projector_hidden_dim, "projector_out_dim": m.projector_out_dim,
+        "projector_num_layers": m.projector_num_layers, "predictor_hidden_dim": m.predictor_hidden_dim,
+        "predictor_out_dim": m.predictor_out_dim, "temperature": m.temperature,
+    }
+    kw.update({k: v for k, v in optional.items() if v})
+    if m.method == "moco":
+        kw.update(moco_queue_size=m.moco_queue_size, moco_momentum=m.moco_momentum)
+    if m.method == "byol":
+        kw["byol_base_momentum"] = m.byol_base_momentum
+    if m.method == "barlow":
+        kw.update(barlow_lambd=m.barlow_lambd, barlow_scale=m.barlow_scale)
+    kw["image_size"] = c.data.image_size
+    return kw

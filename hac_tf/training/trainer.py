@@ -1,0 +1,230 @@
+"""The training loop: one custom loop (``strategy.run``) for every tf.distribute strategy.
+
+Keras 3 ``model.fit`` fails under MultiWorkerMirroredStrategy (DESIGN.md), so this loop is used
+everywhere. One step:
+
+    per replica: loss, metrics = model.compute_loss(batch)   (loss = mean over its rows)
+                 grads = d(loss / num_replicas)/dw (+ coupled L2 for SGD), summed across replicas
+                 optimizer(s).apply; model.update_targets(step)  (EMA / momentum encoders)
+
+Resumption: the checkpoint holds the model (incl. EMA targets and MoCo queues), the optimizers and
+the step. The input pipeline is a pure function of (seed, step) (see builders.train_views), so
+restarting the same command continues with exactly the batches an uninterrupted run would see.
+Checkpoints are written by tf.train.CheckpointManager (data files first, then the index and the
+'checkpoint' state file, each renamed into place) and pruned to the last N.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from hac_tf.training import builders
+from hac_tf.training.config import ExperimentConfig, to_yaml
+from hac_tf.training.optim import WarmupCosine, apply_weight_decay, build_optimizer, peak_learning_rate
+from hac_tf.training.progress import MetricsLog, ProgressBar, Summaries
+from hac_tf.training.strategy import is_chief
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/Inf loss; the last good checkpoint was left untouched."""
+
+
+def build_model(config: ExperimentConfig):
+    """Constructs the multi-depth model from the config (inside the caller's strategy scope)."""
+    from hac_tf.methods import HierarchicalContrastiveModel, ModelSpec
+
+    kwargs = builders.model_spec_kwargs(config)
+    field_names = {f.name for f in dataclasses.fields(ModelSpec)}
+    if "image_size" not in field_names:
+        kwargs.pop("image_size", None)
+    return HierarchicalContrastiveModel(ModelSpec(**kwargs))
+
+
+class Trainer:
+    """Owns the strategy, model, optimizers, checkpoints and logs of one run.
+
+    Args:
+      config: a validated ExperimentConfig.
+      model_dir: where checkpoints, metrics.jsonl, TensorBoard logs and config.yaml go.
+      strategy: a tf.distribute strategy (default: the default one-device strategy).
+    """
+
+    def __init__(self, config: ExperimentConfig, model_dir: str,
+                 strategy: Optional[tf.distribute.Strategy] = None, progress_stream=None):
+        self.config = config
+        self.model_dir = model_dir
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.chief = is_chief(self.strategy)
+        self.progress_stream = progress_stream
+        os.makedirs(model_dir, exist_ok=True)
+        keras.utils.set_random_seed(config.train.seed)
+        if config.train.deterministic_ops:
+            tf.config.experimental.enable_op_determinism()
+        if config.train.mixed_precision != "float32":
+            keras.mixed_precision.set_global_policy(config.train.mixed_precision)
+        self.policy = builders.view_policy(config)
+        _, self.num_train_examples = builders.train_views(config, self.policy, 0)
+        c = config
+        self.steps_per_epoch = c.train.steps_per_epoch or max(self.num_train_examples // c.data.batch_size, 1)
+        self.total_steps = c.train.max_steps or max(int(round(c.train.epochs * self.steps_per_epoch)), 1)
+        peak = peak_learning_rate(c.optimizer.base_lr, c.data.batch_size, c.optimizer.lr_scaling)
+        warmup = int(round(c.optimizer.warmup_epochs * self.steps_per_epoch))
+        self.schedule = WarmupCosine(peak, self.total_steps, warmup, cosine=c.optimizer.schedule == "cosine")
+        self.peak_lr = peak
+        with self.strategy.scope():
+            self.model = build_model(c)
+            self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self.optimizer = build_optimizer(c.optimizer.name, self.schedule, c.optimizer.momentum,
+                                             c.optimizer.weight_decay, c.optimizer.lars_eta, c.optimizer.clipnorm)
+            pred_vars = list(getattr(self.model, "predictor_variables", []) or [])
+            pred_ids = {id(v) for v in pred_vars}
+            self.fixed_pred = bool(c.optimizer.fix_predictor_lr and pred_vars)
+            online = list(getattr(self.model, "online_variables", None) or self.model.trainable_variables)
+            self.main_vars = [v for v in online if not (self.fixed_pred and id(v) in pred_ids)]
+            self.pred_vars = pred_vars if self.fixed_pred else []
+            self.optimizer.build(self.main_vars)
+            if c.optimizer.name == "adamw":
+                self.optimizer.exclude_from_weight_decay(var_list=[v for v in self.main_vars if len(v.shape) <= 1])
+            self.pred_optimizer = None
+            if self.fixed_pred:
+                self.pred_optimizer = build_optimizer(c.optimizer.name, peak, c.optimizer.momentum,
+                                                      c.optimizer.weight_decay, c.optimizer.lars_eta,
+                                                      c.optimizer.clipnorm)
+                self.pred_optimizer.build(self.pred_vars)
+        trackables: Dict[str, Any] = dict(model=self.model, optimizer=self.optimizer, step=self.global_step)
+        if self.pred_optimizer is not None:
+            trackables["predictor_optimizer"] = self.pred_optimizer
+        self.checkpoint = tf.train.Checkpoint(**trackables)
+        ckpt_dir = os.path.join(model_dir, "checkpoints")
+        if not self.chief:  # other workers write to a scratch dir (collective save), removed later
+            ckpt_dir = os.path.join(model_dir, f"tmp_worker_{self.strategy.cluster_resolver.task_id}")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=c.train.keep_checkpoints,
+                                                  step_counter=self.global_step)
+        self.metrics_log = MetricsLog(os.path.join(model_dir, "metrics.jsonl")) if self.chief else None
+        self.summaries = Summaries(os.path.join(model_dir, "train") if self.chief else None)
+        self._train_step = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def restore(self) -> int:
+        """Restores the latest checkpoint if any; returns the step to continue from."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("restored %s (step %d)", latest, int(self.global_step.numpy()))
+        return int(self.global_step.numpy())
+
+    def save(self) -> Optional[str]:
+        path = self.manager.save(checkpoint_number=self.global_step)
+        return path if self.chief else None
+
+    # ------------------------------------------------------------------ step
+    def _make_train_step(self):
+        strategy = self.strategy
+        model = self.model
+        c = self.config
+        sgd_decay = c.optimizer.weight_decay if c.optimizer.name == "sgd" else 0.0
+        total_steps = self.total_steps
+        main_vars, pred_vars = self.main_vars, self.pred_vars
+
+        def step_fn(batch):
+            replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+            step = self.global_step
+            with tf.GradientTape() as tape:
+                loss, metrics = model.compute_loss(batch, training=True, step=step)
+                scaled = tf.cast(loss, tf.float32) / tf.cast(replicas, tf.float32)
+            grads = tape.gradient(scaled, main_vars + pred_vars)
+            grads = apply_weight_decay(grads, main_vars + pred_vars, sgd_decay / replicas)
+            g_main, g_pred = grads[: len(main_vars)], grads[len(main_vars):]
+            self.optimizer.apply_gradients([(g, v) for g, v in zip(g_main, main_vars) if g is not None])
+            if pred_vars:
+                self.pred_optimizer.apply_gradients([(g, v) for g, v in zip(g_pred, pred_vars) if g is not None])
+            if hasattr(model, "update_targets"):
+                model.update_targets(step, total_steps)
+            self.global_step.assign_add(1)
+            metrics = dict(metrics)
+            metrics["loss"] = loss
+            return metrics
+
+        @tf.function
+        def train_step(iterator):
+            per_replica = strategy.run(step_fn, args=(next(iterator),))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+
+        return train_step
+
+    # ------------------------------------------------------------------ encoder for evaluation
+    def encoder_fn(self):
+        model = self.model
+
+        @tf.function(reduce_retracing=True)
+        def encode(images):
+            return model.encode(images, training=False)
+
+        return encode
+
+    # ------------------------------------------------------------------ main loop
+    def train(self, knn_monitor=None) -> Dict[str, float]:
+        c = self.config
+        start = self.restore()
+        if start >= self.total_steps:
+            logging.info("already trained to step %d of %d", start, self.total_steps)
+            return {"step": start}
+        if self.chief and start == 0:
+            with open(os.path.join(self.model_dir, "config.yaml"), "w", encoding="utf-8") as f:
+                f.write(to_yaml(c))
+        views, _ = builders.train_views(c, self.policy, start_step=start)
+        if self.chief and (start == 0 or c.train.image_summary_every_steps):
+            first = next(iter(views.take(1)))
+            self.summaries.view_grid(start, tf.nest.map_structure(lambda t: t.numpy(), first))
+        dist = self.strategy.experimental_distribute_dataset(views)
+        iterator = iter(dist)
+        if self._train_step is None:
+            self._train_step = self._make_train_step()
+        bar = ProgressBar(self.total_steps, start, c.data.batch_size, stream=self.progress_stream)
+        step = start
+        last: Dict[str, float] = {}
+        t_start = time.perf_counter()
+        last_saved = start
+        try:
+            while step < self.total_steps:
+                metrics = self._train_step(iterator)
+                step += 1
+                log_now = step % c.train.log_every_steps == 0 or step == self.total_steps
+                ckpt_now = step % c.train.checkpoint_every_steps == 0 or step == self.total_steps
+                knn_now = bool(knn_monitor) and c.train.knn_every_steps and step % c.train.knn_every_steps == 0
+                if log_now or ckpt_now or knn_now:
+                    values = {k: float(v.numpy()) for k, v in metrics.items()}
+                    if not math.isfinite(values["loss"]):
+                        raise NonFiniteLossError(
+                            f"non-finite loss {values['loss']} at step {step}; training stopped. The last good "
+                            f"checkpoint is {self.manager.latest_checkpoint or '(none yet)'} (untouched).")
+                    values["lr"] = float(self.schedule(step - 1).numpy())
+                    if knn_now:
+                        values.update({f"knn/{k}": v for k, v in knn_monitor.evaluate(self.encoder_fn()).items()})
+                    if log_now:
+                        speed = bar.update(step, values["loss"])
+                        values["images_per_sec"] = speed["images_per_sec"]
+                    last = values
+                    if self.chief:
+                        self.summaries.scalars(step, values)
+                        self.metrics_log.write({"step": step, "time": time.time(), **values})
+                    if ckpt_now:
+                        self.save()
+                        last_saved = step
+        finally:
+            bar.close()
+        del last_saved
+        last["step"] = step
+        last["train_seconds"] = time.perf_counter() - t_start
+        return last
