@@ -110,6 +110,10 @@ class ViewPolicy:
         self.settings = settings
         self.seed = seed
         s = settings
+        # The layers always get a stateless seed from __call__; their own generator is never used,
+        # so give them a fixed one (None would touch TF's global generator, which op determinism forbids).
+        seed_arg = seed
+        seed = 0 if seed is None else seed
         self._crop = RecordingRandomResizedCrop(s.image_size, s.crop_scale, s.crop_ratio, seed=seed)
         self._flip = RecordingRandomFlip(s.flip_probability, seed=seed)
         self._jitter = RecordingColorJitter(*s.jitter_strength, probability=s.jitter_probability, seed=seed)
@@ -119,7 +123,7 @@ class ViewPolicy:
         )
         self._solarize = RecordingRandomSolarize(s.solarize_probability, seed=seed)
         self._rotation = RecordingRandomRotation90(s.rotation_probability, seed=seed)
-        self._generator = tf.random.Generator.from_seed(seed) if seed is not None else None
+        self._generator = tf.random.Generator.from_seed(seed_arg) if seed_arg is not None else None
         # Optionally XLA-compile everything after the crop (XLA has no CropAndResize kernel).
         # Off by default: measured slower on CPU (flip/grayscale/depthwise blur lose more under
         # XLA than the colour ops gain); the hue rotation alone is always compiled (colour.py).

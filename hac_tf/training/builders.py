@@ -64,6 +64,7 @@ def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) ->
     reshuffles each epoch deterministically, and the views from the stateless seed (seed, i).
     So a resumed run at step s sees exactly the batches s, s+1, ... of an uninterrupted run.
 
+    Iterate the returned dataset ONCE (a second iterator would see other epoch orders).
     Returns (dataset, number of source examples).
     """
     src, info = labelled_source(c, c.data.train_split, c.data.max_train_examples)
@@ -72,6 +73,8 @@ def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) ->
         raise ValueError(f"the training split has {n} images, fewer than one batch "
                          f"(data.batch_size={c.data.batch_size})")
     seed = c.train.seed
+    # reshuffle_each_iteration ties epoch e's order to (seed, number of iterators made on this
+    # dataset object before): callers must iterate a dataset returned here exactly once.
     src = src.shuffle(min(c.data.shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True).repeat()
     views = make_view_dataset(src, policy, c.data.batch_size, seed=seed, start_batch=start_step)
 

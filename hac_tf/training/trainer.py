@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import time
 from typing import Any, Dict, List, Optional
 
@@ -33,6 +34,11 @@ from hac_tf.training.config import ExperimentConfig, to_yaml
 from hac_tf.training.optim import WarmupCosine, apply_weight_decay, build_optimizer, peak_learning_rate
 from hac_tf.training.progress import MetricsLog, ProgressBar, Summaries
 from hac_tf.training.strategy import is_chief
+
+
+# Fault-drill hook (tests, tools/fault_drill.py): SIGKILL this process right after the given step
+# (and after that step's checkpoint, if one is due) -- a real kill -9, not an exception.
+_KILL_AFTER_STEP = int(os.environ.get("HAC_TF_KILL_AFTER_STEP", "0") or 0)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -128,6 +134,37 @@ class Trainer:
         path = self.manager.save(checkpoint_number=self.global_step)
         return path if self.chief else None
 
+    def _distribute(self, views: tf.data.Dataset):
+        """Splits every global batch over the replicas in order, on every strategy.
+
+        Each input pipeline (one per worker) builds the same global batches (same seed) and keeps
+        its contiguous slice, which is then cut into per-replica batches. So replica r of any
+        strategy sees rows [r*b, (r+1)*b) of the batch a single device would see: losses with
+        synchronized BN and cross-replica negatives equal the single-device ones.
+        """
+        global_batch = self.config.data.batch_size
+        replicas = self.strategy.num_replicas_in_sync
+        if global_batch % replicas:
+            raise ValueError(f"data.batch_size={global_batch} must be divisible by the {replicas} replicas")
+
+        def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+            pipelines, index = ctx.num_input_pipelines, ctx.input_pipeline_id
+            per_pipeline = global_batch // pipelines
+            ds = views
+            if pipelines > 1:
+                lo, hi = index * per_pipeline, (index + 1) * per_pipeline
+                ds = ds.map(lambda b: tf.nest.map_structure(lambda t: t[lo:hi], b))
+            per_replica = ctx.get_per_replica_batch_size(global_batch)
+            if per_replica != per_pipeline:
+                ds = ds.rebatch(per_replica)
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+            return ds.with_options(options)
+
+        if replicas == 1 and isinstance(self.strategy, type(tf.distribute.get_strategy())):
+            return views
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
     # ------------------------------------------------------------------ step
     def _make_train_step(self):
         strategy = self.strategy
@@ -183,12 +220,12 @@ class Trainer:
         if self.chief and start == 0:
             with open(os.path.join(self.model_dir, "config.yaml"), "w", encoding="utf-8") as f:
                 f.write(to_yaml(c))
-        views, _ = builders.train_views(c, self.policy, start_step=start)
         if self.chief and (start == 0 or c.train.image_summary_every_steps):
-            first = next(iter(views.take(1)))
+            preview, _ = builders.train_views(c, self.policy, start_step=start)  # its own dataset object
+            first = next(iter(preview))
             self.summaries.view_grid(start, tf.nest.map_structure(lambda t: t.numpy(), first))
-        dist = self.strategy.experimental_distribute_dataset(views)
-        iterator = iter(dist)
+        views, _ = builders.train_views(c, self.policy, start_step=start)
+        iterator = iter(self._distribute(views))
         if self._train_step is None:
             self._train_step = self._make_train_step()
         bar = ProgressBar(self.total_steps, start, c.data.batch_size, stream=self.progress_stream)
@@ -222,6 +259,8 @@ class Trainer:
                     if ckpt_now:
                         self.save()
                         last_saved = step
+                if _KILL_AFTER_STEP and step == _KILL_AFTER_STEP:
+                    os.kill(os.getpid(), signal.SIGKILL)
         finally:
             bar.close()
         del last_saved
