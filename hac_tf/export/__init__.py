@@ -1,1 +1,60 @@
-"""hac_tf.export"""
+"""hac_tf.export: SavedModel backbone export (TF Serving layout) and loading for Keras downstream.
+
+    export_backbone(model_or_backbone, config, base_path, step=0, metrics=None, version=None,
+                    image_size=None, warmup=True) -> version dir
+    load_backbone(path, trainable=False, output="embedding") -> Keras 3 layer
+
+Modules: :mod:`~hac_tf.export.savedmodel` (the exported signatures/endpoints, metadata),
+:mod:`~hac_tf.export.serving_layout` (versions, atomic publish, models.config, warmup records)
+and :mod:`~hac_tf.export.loading` (loading for Keras 3).
+
+Names are imported lazily, so ``hac_tf.export.serving_layout`` can be used without importing
+TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "savedmodel": (
+        "DEFAULT_MAX_BATCH", "FEATURE_MAPS_SIGNATURE", "LEVEL_KEYS", "METADATA_FILE",
+        "SERVING_SIGNATURE", "build_export_module", "export_backbone", "variables_size_bytes",
+    ),
+    "serving_layout": (
+        "VersionExistsError", "cleanup_stale_temp_dirs", "latest_version", "list_versions",
+        "next_version", "parse_models_config", "read_warmup_records", "write_models_config",
+    ),
+    "loading": (
+        "OUTPUT_CHOICES", "SavedModelBackbone", "load_backbone", "read_metadata",
+        "resolve_version_dir",
+    ),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hac_tf.export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"hac_tf.export.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from hac_tf.export.loading import (  # noqa: F401
+        OUTPUT_CHOICES, SavedModelBackbone, load_backbone, read_metadata, resolve_version_dir)
+    from hac_tf.export.savedmodel import (  # noqa: F401
+        DEFAULT_MAX_BATCH, FEATURE_MAPS_SIGNATURE, LEVEL_KEYS, METADATA_FILE, SERVING_SIGNATURE,
+        build_export_module, export_backbone, variables_size_bytes)
+    from hac_tf.export.serving_layout import (  # noqa: F401
+        VersionExistsError, cleanup_stale_temp_dirs, latest_version, list_versions, next_version,
+        parse_models_config, read_warmup_records, write_models_config)
