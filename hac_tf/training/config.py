@@ -309,9 +309,6 @@ def _cross_checks(c: ExperimentConfig) -> None:
     if c.optimizer.fix_predictor_lr and m.method not in METHODS_WITH_PREDICTOR:
         raise ConfigError(f"optimizer.fix_predictor_lr=true needs a method with a predictor "
                           f"({list(METHODS_WITH_PREDICTOR)}), not {m.method!r}")
-    if m.moco_queue_size % max(1, c.data.batch_size) and m.method == "moco":
-        raise ConfigError(f"model.moco_queue_size={m.moco_queue_size} must be a multiple of "
-                          f"data.batch_size={c.data.batch_size}")
     if c.data.knn_label not in c.data.label_keys:
         raise ConfigError(f"data.knn_label={c.data.knn_label!r} is not in data.label_keys={list(c.data.label_keys)}")
 

@@ -70,8 +70,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, strategy: Optional[
     out_dir = os.path.join(model_dir, "eval")
     report = save_report(results, out_dir, title=f"{config.model.method} / {config.augment.policy} "
                                                  f"(step {int(trainer.global_step.numpy())})")
-    table = report["table"] if isinstance(report, dict) else str(report)
-    print(table, flush=True)
+    print(report.table, flush=True)
+    summary["report"] = {"json": report.json, "png": report.png}
     summary["eval"] = results
     if config.export.enabled:
         from hac_tf.export import export_backbone

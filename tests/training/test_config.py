@@ -49,7 +49,6 @@ def test_file_then_overrides_in_order(tmp_path):
         ("augment.order=[crop_jitter,glitter]", "unknown group(s) ['glitter']"),
         ("data.source=imagenet", "data.source='imagenet' is not one of"),
         ("data.source=image_folder", "data.data_dir must name"),
-        ("model.method=moco,model.moco_queue_size=1000", "multiple of data.batch_size"),
         ("train.mixed_precision=fp8", "is not one of"),
     ],
 )

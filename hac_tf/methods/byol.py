@@ -1,0 +1,44 @@
+"""BYOL: online predictions regress the EMA target's projections of the other view (§3.3, §5.4).
+
+L = byol(p_a, sg(z'_b)) + byol(p_b, sg(z'_a)), byol(p, z) = mean(2 - 2 cos(p, z)), with z' from
+the target network (an EMA of backbone, stage branches, embeddings and projectors: "the extra
+heads are EMA-updated too", HA supp. B). The two directions are summed as in the BYOL paper, so a
+level's loss lies in [0, 8]. The target decay follows the cosine ramp
+tau = 1 - (1 - tau_base)(cos(pi step / T) + 1) / 2.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from hac_tf.losses import byol_loss
+from hac_tf.methods.base import Method, PairOutputs
+from hac_tf.methods.ema import cosine_momentum
+
+
+class BYOL(Method):
+    name_ = "byol"
+    has_predictor = True
+    target_kind = "ema"
+
+    def level_loss(
+        self,
+        level: int,
+        online: PairOutputs,
+        target: Optional[PairOutputs],
+        training: bool = True,
+        step: Optional[tf.Tensor] = None,
+    ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        if target is None:
+            raise ValueError("BYOL needs the target network's projections")
+        if online.p_a is None or online.p_b is None:
+            raise ValueError("BYOL needs predictor outputs p_a and p_b")
+        z_a = tf.stop_gradient(target.z_a)
+        z_b = tf.stop_gradient(target.z_b)
+        loss = byol_loss(online.p_a, z_b) + byol_loss(online.p_b, z_a)
+        return loss, {}
+
+    def target_momentum(self, step, total_steps) -> tf.Tensor:
+        return cosine_momentum(self.spec.setting("byol_base_momentum"), step, total_steps)

@@ -1,0 +1,32 @@
+"""SimSiam / HAC: L = 1/2 D(p_a, sg(z_b)) + 1/2 D(p_b, sg(z_a)), D = negative cosine (METHODS.md §1.3).
+
+The stop-gradient lives in :func:`hac_tf.losses.negative_cosine`: the projections z enter the
+loss only as constants, so gradients reach the encoder through the predictor inputs alone.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from hac_tf.losses import symmetric_negative_cosine
+from hac_tf.methods.base import Method, PairOutputs
+
+
+class SimSiam(Method):
+    name_ = "simsiam"
+    has_predictor = True
+
+    def level_loss(
+        self,
+        level: int,
+        online: PairOutputs,
+        target: Optional[PairOutputs],
+        training: bool = True,
+        step: Optional[tf.Tensor] = None,
+    ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        if online.p_a is None or online.p_b is None:
+            raise ValueError("SimSiam needs predictor outputs p_a and p_b")
+        loss = symmetric_negative_cosine(online.p_a, online.z_a, online.p_b, online.z_b)
+        return loss, {}
