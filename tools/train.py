@@ -43,11 +43,16 @@ def main(argv: List[str]) -> int:
 
     from hac_tf.training.run import run_experiment
     from hac_tf.training.strategy import build_strategy
+    from hac_tf.training.trainer import NonFiniteLossError
 
     strategy = build_strategy(FLAGS.strategy, FLAGS.tpu, FLAGS.num_logical_cpus)
     try:
         run_experiment(config, FLAGS.model_dir, strategy, FLAGS.mode)
-    except ValueError as e:  # bad data and the like: one clear line, no traceback
+    except NonFiniteLossError as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, OSError) as e:  # bad/missing data and the like: one clear line, no traceback
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -49,6 +49,70 @@ def dense_initializer() -> keras.initializers.Initializer:
     return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
 
 
+@keras.saving.register_keras_serializable(package="hac_tf")
+class SyncBatchNormalization(keras.layers.BatchNormalization):
+    """Cross-replica BatchNorm with two-pass statistics.
+
+    The batch statistics are those of the *global* batch (all replicas), computed like
+    ``tf.nn.moments`` on one device: the all-reduced sum gives the mean, then the all-reduced sum
+    of squared deviations from that mean gives the (biased) variance. Keras' own
+    ``synchronized=True`` uses E[x^2] - E[x]^2 from all-reduced sums, which loses precision in
+    float32 when |mean| >> std. Both are differentiable end to end: the gradient of
+    ``ReplicaContext.all_reduce(SUM)`` all-reduces the incoming gradients, so the backward pass
+    uses the global statistics' gradients too (checked against one device in float64 in
+    ``tests/models/test_models_sync_gradients.py``). A mask (the inputs' shape without the
+    channel axis) selects the positions that count, across replicas too. With one replica (or
+    outside a replica context) it is exactly the unsynchronized ``keras.layers.BatchNormalization``.
+
+    Note when comparing float32 gradients of one device and N replicas: they are two different
+    roundings of the same function and can differ by a few per cent on parameters whose exact
+    gradient is ~0 (e.g. the gamma of a BN followed, channel-wise and positively homogeneously, by
+    another BN, such as ``attention_sepconv/bn2`` of a stage branch) or where a ReLU input lies
+    within rounding of 0. Compare in float64 to test correctness.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs["synchronized"] = True
+        super().__init__(**kwargs)
+
+    def _moments(self, inputs, mask):
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            # Local statistics, exactly as the unsynchronized Keras layer (tf.nn.moments; Keras'
+            # masked path is local anyway).
+            if mask is None:
+                return tf.nn.moments(inputs, axes=self._reduction_axes)
+            return super()._moments(inputs, mask)
+        # ``call`` has already upcast ``inputs`` to at least float32 (float64 stays float64).
+        axes = self._reduction_axes
+        x = inputs
+        if mask is None:
+            weight = None
+            count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
+            local_sum = tf.reduce_sum(x, axis=axes)
+        else:
+            weight = tf.cast(tf.broadcast_to(tf.expand_dims(mask, -1), tf.shape(x)), x.dtype)
+            count = tf.reduce_sum(weight, axis=axes)
+            local_sum = tf.reduce_sum(weight * x, axis=axes)
+        total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+        if mask is not None:
+            total = tf.maximum(total, tf.ones_like(total))  # an all-masked channel: mean 0, var 0
+        mean = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_sum) / total
+        # As in tf.nn.moments, no gradient flows into the mean through the deviations: that term
+        # is -2 * sum(w * (x - mean)) * dvar / N, exactly 0 once summed over the replicas (which
+        # the all-reduce gradient does), so dropping it only removes rounding noise.
+        dev2 = tf.math.squared_difference(x, tf.stop_gradient(mean))
+        if weight is not None:
+            dev2 = weight * dev2
+        variance = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(dev2, axis=axes)) / total
+        return mean, variance
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("synchronized", None)
+        return config
+
+
 def batch_norm(
     synchronized: bool = False,
     momentum: float = 0.9,
@@ -68,16 +132,18 @@ def batch_norm(
       gamma_zero: initialise gamma to 0 (zero-init of the last BN in a residual block).
       center, scale: False gives PyTorch ``affine=False`` (no beta / gamma).
     """
-    return keras.layers.BatchNormalization(
+    kwargs = dict(
         axis=-1,
         momentum=momentum,
         epsilon=epsilon,
         center=center,
         scale=scale,
         gamma_initializer="zeros" if gamma_zero else "ones",
-        synchronized=synchronized,
         name=name,
     )
+    if synchronized:
+        return SyncBatchNormalization(**kwargs)
+    return keras.layers.BatchNormalization(**kwargs)
 
 
 def conv_layers(

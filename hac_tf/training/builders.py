@@ -28,8 +28,9 @@ def augmentation_settings(c: ExperimentConfig) -> AugmentationSettings:
     )
 
 
-def view_policy(c: ExperimentConfig) -> ViewPolicy:
-    settings = augmentation_settings(c)
+def view_policy(c: ExperimentConfig, settings: Optional[AugmentationSettings] = None) -> ViewPolicy:
+    """The config's view policy (``settings``: override the strengths, e.g. a smaller view size)."""
+    settings = settings or augmentation_settings(c)
     a = c.augment
     if a.policy == "add_one":
         return build_policy("add_one", order=tuple(a.order), settings=settings, num_levels=a.num_levels)
@@ -42,10 +43,12 @@ def source_kwargs(c: ExperimentConfig) -> Dict[str, Any]:
     kwargs: Dict[str, Any] = {}
     if c.data.source == "coloured_fashion_mnist":
         kwargs.update(num_colours=c.data.num_colours, image_size=c.data.image_size)
+    if c.data.source == "fashion_mnist_overlay":  # plug-in evaluation set (hac_tf.data.feature_dropout)
+        kwargs.update(num_colours=c.data.num_colours, image_size=c.data.image_size, overlay=c.data.overlay)
     if c.data.source == "image_folder":
         kwargs["image_size"] = c.data.image_size
     if c.data.data_dir:
-        kwargs["data_dir"] = c.data.data_dir
+        kwargs["root" if c.data.source == "image_folder" else "data_dir"] = c.data.data_dir
     return kwargs
 
 
@@ -78,14 +81,29 @@ def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) ->
     src = src.shuffle(min(c.data.shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True).repeat()
     views = make_view_dataset(src, policy, c.data.batch_size, seed=seed, start_batch=start_step)
 
+    keep = ("images",) if c.plugins.equimod.enabled else ()  # EquiMod's x_0: the source images
+
     def strip(batch):
-        return {k: v for k, v in batch.items() if k.startswith("level_")}
+        return {k: v for k, v in batch.items() if k.startswith("level_") or k in keep}
 
     return views.map(strip, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2), n
 
 
-def model_spec_kwargs(c: ExperimentConfig) -> Dict[str, Any]:
-    """ModelConfig -> keyword arguments of hac_tf.methods.ModelSpec (0 = the method default)."""
+def steps_per_epoch(c: ExperimentConfig) -> int:
+    """Optimizer steps per epoch: train.steps_per_epoch, else training examples // batch size."""
+    if c.train.steps_per_epoch:
+        return int(c.train.steps_per_epoch)
+    _, info = labelled_source(c, c.data.train_split)
+    n = info.num_examples if not c.data.max_train_examples else min(info.num_examples, c.data.max_train_examples)
+    return max(n // c.data.batch_size, 1)
+
+
+def model_spec_kwargs(c: ExperimentConfig, steps_per_epoch_hint: Optional[int] = None) -> Dict[str, Any]:
+    """ModelConfig (+ plugins) -> keyword arguments of hac_tf.methods.ModelSpec (0 = the method default).
+
+    ``steps_per_epoch_hint``: the trainer's steps per epoch (MoCHi's start epoch -> step);
+    computed from the data when needed and not given.
+    """
     m = c.model
     kw: Dict[str, Any] = dict(
         method=m.method, depth=m.depth, stem=m.stem, width_multiplier=m.width_multiplier, sync_bn=m.sync_bn,
@@ -106,4 +124,10 @@ def model_spec_kwargs(c: ExperimentConfig) -> Dict[str, Any]:
     if m.method == "barlow":
         kw.update(barlow_lambd=m.barlow_lambd, barlow_scale=m.barlow_scale)
     kw["image_size"] = c.data.image_size
+    # --- plug-ins (hac_tf.plugins.wiring)
+    from hac_tf.plugins.wiring import any_enabled, plugin_spec_kwargs
+
+    if any_enabled(c):
+        kw.update(plugin_spec_kwargs(c, augmentation_settings(c), lambda s: view_policy(c, s),
+                                     lambda: steps_per_epoch_hint or steps_per_epoch(c)))
     return kw

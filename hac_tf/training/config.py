@@ -29,13 +29,15 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------- sections
 @dataclasses.dataclass
 class DataConfig(hyperparams.Config):
-    """Where images come from. ``source``: coloured_fashion_mnist | fashion_mnist | image_folder | tfds:<name>."""
+    """Where images come from. ``source``: coloured_fashion_mnist | fashion_mnist | fashion_mnist_overlay |
+    image_folder | tfds:<name>."""
 
     source: str = "coloured_fashion_mnist"
     data_dir: Optional[str] = None  # IDX dir / image-folder root / TFDS data_dir (None = default)
     train_split: str = "train"
     test_split: str = "test"
-    num_colours: int = 16  # coloured Fashion-MNIST only
+    num_colours: int = 16  # coloured Fashion-MNIST (and its overlay variant) only
+    overlay: str = "digits"  # fashion_mnist_overlay only: digits | shapes (the "overlay" label)
     image_size: int = 32  # side of every view
     batch_size: int = 256  # global batch of SOURCE images (each yields 2 views per level)
     shuffle_buffer: int = 10000
@@ -138,6 +140,72 @@ class ExportConfig(hyperparams.Config):
     name: str = ""  # "" = the model_dir's basename
 
 
+# --- plug-ins (hac_tf.plugins, docs/PLUGINS.md) -------------------------------------------------
+@dataclasses.dataclass
+class MochiPluginConfig(hyperparams.Config):
+    """MoCHi (N, s, s') hard-negative mixing in the InfoNCE / NT-Xent loss (SimCLR, MoCo)."""
+
+    enabled: bool = False
+    num_hardest: int = 1024  # N
+    num_mixed: int = 1024  # s
+    num_query_mixed: int = 128  # s' (query mixed with a hard negative, beta < 0.5)
+    start_epoch: float = 10.0  # plain loss before this epoch (METHODS.md: ~10)
+    detach_synthetic: bool = True  # stop-gradient through the synthetic negatives
+    seed: int = -1  # < 0: train.seed
+
+
+@dataclasses.dataclass
+class EquiModPluginConfig(hyperparams.Config):
+    """EquiMod equivariance module (SimCLR, BYOL); needs the original images in the batch."""
+
+    enabled: bool = False
+    weight: float = 1.0  # lambda
+    temperature: float = 0.2  # tau_y
+    hidden_dim: int = 2048
+    out_dim: int = 128
+    num_layers: int = 3
+    param_dim: int = 128
+    levels: Tuple[int, ...] = ()  # 1-based view levels; () = the last
+    fields: Tuple[str, ...] = ("crop", "flip", "jitter_applied", "jitter_order", "jitter", "grayscale", "blur",
+                               "solarize", "rotation")
+    shared_bn: bool = False  # x_0 in the views' backbone call (EquiMod) instead of its own
+    std_samples: int = 1024  # policy samples for the standardisation constants
+
+
+@dataclasses.dataclass
+class AugSelfPluginConfig(hyperparams.Config):
+    """AugSelf: heads predicting parameter differences between the two views (any method)."""
+
+    enabled: bool = False
+    targets: Tuple[str, ...] = ("crop", "colour")  # crop | colour | flip | blur | rotation
+    weights: Tuple[float, ...] = (1.0, 1.0)  # lambda per target (0 = monitor only)
+    hidden_dim: int = 512
+    levels: Tuple[int, ...] = ()  # 1-based view levels; () = the last
+    flip_rule: str = "per_view"  # per_view | code (the released code's mirroring quirk)
+
+
+@dataclasses.dataclass
+class ViewmakerPluginConfig(hyperparams.Config):
+    """Viewmaker learned views; the levels are those whose augment groups include 'viewmaker'."""
+
+    enabled: bool = False
+    epsilon: float = 0.05  # mean |delta| per image
+    num_res_blocks: int = 3
+    base_channels: int = 32
+    clamp: bool = False
+    norm_epsilon: float = 0.0  # 0: exact L1-sphere projection; 1e-4: the released code
+    learning_rate: float = 1e-3  # Adam, the generator's own optimizer
+    adversarial_weight: float = 1.0
+
+
+@dataclasses.dataclass
+class PluginsConfig(hyperparams.Config):
+    mochi: MochiPluginConfig = dataclasses.field(default_factory=MochiPluginConfig)
+    equimod: EquiModPluginConfig = dataclasses.field(default_factory=EquiModPluginConfig)
+    augself: AugSelfPluginConfig = dataclasses.field(default_factory=AugSelfPluginConfig)
+    viewmaker: ViewmakerPluginConfig = dataclasses.field(default_factory=ViewmakerPluginConfig)
+
+
 @dataclasses.dataclass
 class ExperimentConfig(hyperparams.Config):
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -147,6 +215,7 @@ class ExperimentConfig(hyperparams.Config):
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    plugins: PluginsConfig = dataclasses.field(default_factory=PluginsConfig)
 
 
 # ----------------------------------------------------------------------------- rules
@@ -160,8 +229,10 @@ CHOICES: Dict[str, Sequence[Any]] = {
     "optimizer.schedule": ("constant", "cosine"),
     "train.mixed_precision": ("float32", "mixed_bfloat16", "mixed_float16"),
     "train.nan_policy": ("skip", "stop"),
+    "data.overlay": ("digits", "shapes"),
+    "plugins.augself.flip_rule": ("code", "per_view"),
 }
-AUG_GROUPS = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize")
+AUG_GROUPS = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize", "viewmaker")
 EMBED_FIELDS = ("colour", "color", "crop", "flip", "jitter", "jitter_applied", "jitter_order", "grayscale",
                 "blur_sigma", "solarize", "rotation")
 # (lower, upper, lower inclusive, upper inclusive)
@@ -212,7 +283,32 @@ RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "eval.knn_max_test": (1, 1 << 31, True, True),
     "eval.probe_max_train": (1, 1 << 31, True, True),
     "eval.probe_max_test": (1, 1 << 31, True, True),
+    "plugins.mochi.num_hardest": (1, 1 << 22, True, True),
+    "plugins.mochi.num_mixed": (0, 1 << 22, True, True),
+    "plugins.mochi.num_query_mixed": (0, 1 << 22, True, True),
+    "plugins.mochi.start_epoch": (0.0, 1e6, True, True),
+    "plugins.equimod.weight": (0.0, 1e3, True, True),
+    "plugins.equimod.temperature": (0.0, 100.0, False, True),
+    "plugins.equimod.hidden_dim": (1, 1 << 16, True, True),
+    "plugins.equimod.out_dim": (1, 1 << 16, True, True),
+    "plugins.equimod.num_layers": (1, 8, True, True),
+    "plugins.equimod.param_dim": (1, 1 << 16, True, True),
+    "plugins.equimod.std_samples": (16, 1 << 16, True, True),
+    "plugins.augself.hidden_dim": (1, 1 << 16, True, True),
+    "plugins.viewmaker.epsilon": (0.0, 1.0, False, True),
+    "plugins.viewmaker.num_res_blocks": (0, 5, True, True),
+    "plugins.viewmaker.base_channels": (1, 1024, True, True),
+    "plugins.viewmaker.norm_epsilon": (0.0, 1.0, True, True),
+    "plugins.viewmaker.learning_rate": (0.0, 10.0, False, True),
+    "plugins.viewmaker.adversarial_weight": (0.0, 1e3, True, True),
 }
+#: parameter groups of the EquiMod vector / AugSelf targets (hac_tf.plugins)
+EQUIMOD_FIELDS = ("crop", "flip", "jitter_applied", "jitter_order", "jitter", "grayscale", "blur", "solarize",
+                  "rotation")
+AUGSELF_TARGETS = ("crop", "colour", "flip", "blur", "rotation")
+MOCHI_METHODS = ("moco", "simclr")
+EQUIMOD_METHODS = ("byol", "simclr")
+VIEWMAKER_METHODS = ("barlow", "byol", "simclr", "simsiam")
 METHODS_WITH_PREDICTOR = ("byol", "simsiam")
 
 
@@ -278,9 +374,10 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
 
 def _cross_checks(c: ExperimentConfig) -> None:
     src = c.data.source
-    if not (src in ("coloured_fashion_mnist", "fashion_mnist", "image_folder") or src.startswith("tfds:")):
+    if not (src in ("coloured_fashion_mnist", "fashion_mnist", "fashion_mnist_overlay", "image_folder")
+            or src.startswith("tfds:")):
         raise ConfigError(f"data.source={src!r} is not one of ['coloured_fashion_mnist', 'fashion_mnist', "
-                          f"'image_folder', 'tfds:<builder name>']")
+                          f"'fashion_mnist_overlay', 'image_folder', 'tfds:<builder name>']")
     if src == "image_folder" and not c.data.data_dir:
         raise ConfigError("data.data_dir must name the image folder root when data.source='image_folder'")
     for key in ("order", "groups"):
@@ -311,6 +408,65 @@ def _cross_checks(c: ExperimentConfig) -> None:
                           f"({list(METHODS_WITH_PREDICTOR)}), not {m.method!r}")
     if c.data.knn_label not in c.data.label_keys:
         raise ConfigError(f"data.knn_label={c.data.knn_label!r} is not in data.label_keys={list(c.data.label_keys)}")
+    _plugin_checks(c)
+
+
+def _level_groups(c: ExperimentConfig) -> List[Tuple[str, ...]]:
+    """The augmentation groups of every view level (as the view policy builds them)."""
+    a = c.augment
+    if a.policy == "add_one":
+        return [tuple(a.order[: k + 1]) for k in range(num_view_levels(c))]
+    return [tuple(a.groups)] * num_view_levels(c)
+
+
+def _check_plugin_levels(name: str, levels: Sequence[int], n_levels: int) -> None:
+    bad = [v for v in levels if not 1 <= v <= n_levels]
+    if bad or len(set(levels)) != len(levels):
+        raise ConfigError(f"plugins.{name}.levels={list(levels)} must list distinct view levels in 1..{n_levels}")
+
+
+def _plugin_checks(c: ExperimentConfig) -> None:
+    """Cross-field rules of the plug-ins (hac_tf.plugins)."""
+    p, method = c.plugins, c.model.method
+    n_levels = num_view_levels(c)
+    if p.mochi.enabled and method not in MOCHI_METHODS:
+        raise ConfigError(f"plugins.mochi needs a method with negatives ({list(MOCHI_METHODS)}), not {method!r}")
+    if p.equimod.enabled:
+        if method not in EQUIMOD_METHODS:
+            raise ConfigError(f"plugins.equimod applies to {list(EQUIMOD_METHODS)}, not model.method={method!r}")
+        _check_plugin_levels("equimod", p.equimod.levels, n_levels)
+        bad = [f for f in p.equimod.fields if f not in EQUIMOD_FIELDS]
+        if bad or not p.equimod.fields or len(set(p.equimod.fields)) != len(p.equimod.fields):
+            raise ConfigError(f"plugins.equimod.fields={list(p.equimod.fields)} must be distinct fields of "
+                              f"{list(EQUIMOD_FIELDS)}")
+    if p.augself.enabled:
+        a = p.augself
+        _check_plugin_levels("augself", a.levels, n_levels)
+        bad = [t for t in a.targets if t not in AUGSELF_TARGETS]
+        if bad or not a.targets or len(set(a.targets)) != len(a.targets):
+            raise ConfigError(f"plugins.augself.targets={list(a.targets)} must be distinct targets of "
+                              f"{list(AUGSELF_TARGETS)}")
+        if len(a.weights) != len(a.targets):
+            raise ConfigError(f"plugins.augself.weights has {len(a.weights)} entries, plugins.augself.targets "
+                              f"has {len(a.targets)}")
+        if any(w < 0 for w in a.weights):
+            raise ConfigError(f"plugins.augself.weights={list(a.weights)} must be >= 0")
+    groups = _level_groups(c)
+    vm_levels = [k + 1 for k, g in enumerate(groups) if "viewmaker" in g]
+    if c.augment.policy == "add_one" and "viewmaker" in c.augment.order and c.augment.order[-1] != "viewmaker":
+        raise ConfigError(f"augment.order={list(c.augment.order)}: 'viewmaker' must be the last add-one group")
+    if p.viewmaker.enabled:
+        if method not in VIEWMAKER_METHODS:
+            raise ConfigError(f"plugins.viewmaker applies to {list(VIEWMAKER_METHODS)}, not model.method={method!r} "
+                              f"(MoCo's queue would hold the encoder pass's keys during the adversarial pass)")
+        if not vm_levels:
+            raise ConfigError("plugins.viewmaker.enabled=true but no view level uses the 'viewmaker' group: add it "
+                              "to augment.groups (two_view/uniform/strength) or last in augment.order (add_one)")
+        if c.data.image_size % 4:
+            raise ConfigError(f"plugins.viewmaker needs data.image_size divisible by 4, got {c.data.image_size}")
+    elif vm_levels:
+        raise ConfigError(f"view level(s) {vm_levels} use the 'viewmaker' augmentation group but "
+                          f"plugins.viewmaker.enabled=false")
 
 
 def num_view_levels(c: ExperimentConfig) -> int:
@@ -360,10 +516,14 @@ def _override(config: ExperimentConfig, params: Union[str, Dict[str, Any]], orig
 
 _SECTION_OF_CLASS = {"DataConfig": "data", "AugmentConfig": "augment", "ModelConfig": "model",
                      "OptimizerConfig": "optimizer", "TrainConfig": "train", "EvalConfig": "eval",
-                     "ExportConfig": "export", "ExperimentConfig": ""}
+                     "ExportConfig": "export", "ExperimentConfig": "", "PluginsConfig": "plugins",
+                     "MochiPluginConfig": "plugins.mochi", "EquiModPluginConfig": "plugins.equimod",
+                     "AugSelfPluginConfig": "plugins.augself", "ViewmakerPluginConfig": "plugins.viewmaker"}
 _CLASS_BY_NAME = {"DataConfig": DataConfig, "AugmentConfig": AugmentConfig, "ModelConfig": ModelConfig,
                   "OptimizerConfig": OptimizerConfig, "TrainConfig": TrainConfig, "EvalConfig": EvalConfig,
-                  "ExportConfig": ExportConfig, "ExperimentConfig": ExperimentConfig}
+                  "ExportConfig": ExportConfig, "ExperimentConfig": ExperimentConfig, "PluginsConfig": PluginsConfig,
+                  "MochiPluginConfig": MochiPluginConfig, "EquiModPluginConfig": EquiModPluginConfig,
+                  "AugSelfPluginConfig": AugSelfPluginConfig, "ViewmakerPluginConfig": ViewmakerPluginConfig}
 
 
 def load_config(config_file: Optional[str] = None, params_override: Sequence[str] | str = ()) -> ExperimentConfig:

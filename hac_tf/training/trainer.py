@@ -39,17 +39,19 @@ from hac_tf.training.strategy import is_chief
 # Fault-drill hook (tests, tools/fault_drill.py): SIGKILL this process right after the given step
 # (and after that step's checkpoint, if one is due) -- a real kill -9, not an exception.
 _KILL_AFTER_STEP = int(os.environ.get("HAC_TF_KILL_AFTER_STEP", "0") or 0)
+# Fault-drill hook: make the loss of this step NaN (tests of the non-finite handling).
+_NAN_AT_STEP = int(os.environ.get("HAC_TF_NAN_AT_STEP", "0") or 0)
 
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/Inf loss; the last good checkpoint was left untouched."""
 
 
-def build_model(config: ExperimentConfig):
+def build_model(config: ExperimentConfig, steps_per_epoch: Optional[int] = None):
     """Constructs the multi-depth model from the config (inside the caller's strategy scope)."""
     from hac_tf.methods import HierarchicalContrastiveModel, ModelSpec
 
-    kwargs = builders.model_spec_kwargs(config)
+    kwargs = builders.model_spec_kwargs(config, steps_per_epoch)
     field_names = {f.name for f in dataclasses.fields(ModelSpec)}
     if "image_size" not in field_names:
         kwargs.pop("image_size", None)
@@ -88,7 +90,7 @@ class Trainer:
         self.schedule = WarmupCosine(peak, self.total_steps, warmup, cosine=c.optimizer.schedule == "cosine")
         self.peak_lr = peak
         with self.strategy.scope():
-            self.model = build_model(c)
+            self.model = build_model(c, self.steps_per_epoch)
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.optimizer = build_optimizer(c.optimizer.name, self.schedule, c.optimizer.momentum,
@@ -108,9 +110,18 @@ class Trainer:
                                                       c.optimizer.weight_decay, c.optimizer.lars_eta,
                                                       c.optimizer.clipnorm)
                 self.pred_optimizer.build(self.pred_vars)
+            # plug-in: a model-provided adversarial variable group (Viewmaker) with its own Adam
+            self.adv_vars = list(getattr(self.model, "adversarial_variables", None) or [])
+            self.adv_optimizer = None
+            if self.adv_vars:
+                self.adv_optimizer = keras.optimizers.Adam(self.model.adversarial_learning_rate,
+                                                           name="adversarial_adam")
+                self.adv_optimizer.build(self.adv_vars)
         trackables: Dict[str, Any] = dict(model=self.model, optimizer=self.optimizer, step=self.global_step)
         if self.pred_optimizer is not None:
             trackables["predictor_optimizer"] = self.pred_optimizer
+        if self.adv_optimizer is not None:
+            trackables["adversarial_optimizer"] = self.adv_optimizer
         self.checkpoint = tf.train.Checkpoint(**trackables)
         ckpt_dir = os.path.join(model_dir, "checkpoints")
         if not self.chief:  # other workers write to a scratch dir (collective save), removed later
@@ -173,14 +184,19 @@ class Trainer:
         sgd_decay = c.optimizer.weight_decay if c.optimizer.name == "sgd" else 0.0
         total_steps = self.total_steps
         main_vars, pred_vars = self.main_vars, self.pred_vars
+        adv_vars = self.adv_vars
 
         def step_fn(batch):
             replicas = tf.distribute.get_replica_context().num_replicas_in_sync
             step = self.global_step
             with tf.GradientTape() as tape:
                 loss, metrics = model.compute_loss(batch, training=True, step=step)
+                if _NAN_AT_STEP:
+                    loss = tf.where(step + 1 == _NAN_AT_STEP, tf.constant(float("nan")), loss)
                 scaled = tf.cast(loss, tf.float32) / tf.cast(replicas, tf.float32)
             grads = tape.gradient(scaled, main_vars + pred_vars)
+            present = [g for g in grads if g is not None]
+            grad_norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
             grads = apply_weight_decay(grads, main_vars + pred_vars, sgd_decay / replicas)
             g_main, g_pred = grads[: len(main_vars)], grads[len(main_vars):]
             self.optimizer.apply_gradients([(g, v) for g, v in zip(g_main, main_vars) if g is not None])
@@ -188,9 +204,18 @@ class Trainer:
                 self.pred_optimizer.apply_gradients([(g, v) for g, v in zip(g_pred, pred_vars) if g is not None])
             if hasattr(model, "update_targets"):
                 model.update_targets(step, total_steps)
-            self.global_step.assign_add(1)
             metrics = dict(metrics)
+            if adv_vars:  # plug-in (Viewmaker): the adversary's step, fresh forward on the same batch
+                with tf.GradientTape() as adv_tape:
+                    adv_loss, adv_metrics = model.adversarial_loss(batch, training=True, step=step)
+                    adv_scaled = tf.cast(adv_loss, tf.float32) / tf.cast(replicas, tf.float32)
+                adv_grads = adv_tape.gradient(adv_scaled, adv_vars)
+                self.adv_optimizer.apply_gradients([(g, v) for g, v in zip(adv_grads, adv_vars) if g is not None])
+                metrics.update(adv_metrics)
+            self.global_step.assign_add(1)
             metrics["loss"] = loss
+            # per-replica norm of the (scaled) local gradient: a NaN/Inf anywhere shows up here
+            metrics["grad_norm"] = grad_norm
             return metrics
 
         @tf.function
@@ -242,9 +267,11 @@ class Trainer:
                 knn_now = bool(knn_monitor) and c.train.knn_every_steps and step % c.train.knn_every_steps == 0
                 if log_now or ckpt_now or knn_now:
                     values = {k: float(v.numpy()) for k, v in metrics.items()}
-                    if not math.isfinite(values["loss"]):
+                    if not (math.isfinite(values["loss"]) and math.isfinite(values.get("grad_norm", 0.0))):
                         raise NonFiniteLossError(
-                            f"non-finite loss {values['loss']} at step {step}; training stopped. The last good "
+                            f"non-finite loss/gradient (loss={values['loss']}, grad_norm={values.get('grad_norm')}) "
+                            f"at step {step} (first seen at this logging point; log_every_steps="
+                            f"{c.train.log_every_steps}); training stopped without saving. The last good "
                             f"checkpoint is {self.manager.latest_checkpoint or '(none yet)'} (untouched).")
                     values["lr"] = float(self.schedule(step - 1).numpy())
                     if knn_now:
