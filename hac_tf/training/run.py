@@ -63,7 +63,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, strategy: Optional[
             tf.random.set_seed(config.train.seed + 1)
             reference = build_model(config)
         results["random-init"] = evaluate_encoder(
-            tf.function(lambda x: reference.encode(x, training=False), reduce_retracing=True), config)
+            tf.function(lambda x: reference.encode(x, training=False), reduce_retracing=True, autograph=False), config)
     summary["eval_seconds"] = time.perf_counter() - t0
     from hac_tf.evaluation import save_report
 

@@ -218,7 +218,9 @@ class Trainer:
             metrics["grad_norm"] = grad_norm
             return metrics
 
-        @tf.function
+        # autograph=False: the step has no data-dependent Python control flow, and autograph
+        # re-reads source files at trace time (editing a file under a running job breaks it).
+        @tf.function(autograph=False)
         def train_step(iterator):
             per_replica = strategy.run(step_fn, args=(next(iterator),))
             return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
@@ -229,7 +231,7 @@ class Trainer:
     def encoder_fn(self):
         model = self.model
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def encode(images):
             return model.encode(images, training=False)
 
