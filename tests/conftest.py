@@ -15,3 +15,24 @@ FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures")
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def run_json_script(script, timeout: float = 180) -> dict:
+    """Runs a check script in a fresh Python (so it can configure logical devices before TF
+    initialises) and returns the JSON object on its last stdout line."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def json_script():
+    """The ``run_json_script`` function, as a fixture."""
+    return run_json_script

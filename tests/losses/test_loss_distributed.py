@@ -4,28 +4,16 @@ Logical devices must be configured before TF initialises, so the check runs in a
 (tests/losses/mirrored_check.py) that prints one JSON line.
 """
 
-import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
 SCRIPT = pathlib.Path(__file__).with_name("mirrored_check.py")
-REPO = SCRIPT.parents[2]
 
 
 @pytest.fixture(scope="module")
-def result() -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=120, env=env,
-        cwd=str(REPO),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def result(json_script) -> dict:
+    return json_script(SCRIPT, timeout=120)
 
 
 def test_two_replicas(result):
