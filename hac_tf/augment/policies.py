@@ -21,6 +21,9 @@ Augmentation groups (names used in configs):
   flip         horizontal flip (p=0.5)
   rotation     rotation by k*90 degrees (p=0.5; not in the released code)
   solarize     solarize (p=0.2; BYOL's asymmetric augmentation)
+  viewmaker    learned views (hac_tf.plugins.viewmaker): no data-side op; marks the levels whose
+               views the model passes through the Viewmaker generator (after this level's other
+               groups). In an add-one order it must be the last group.
 The pipeline order is fixed: crop -> flip -> jitter -> grayscale -> blur -> solarize -> rotation.
 Flip commutes with the colour ops and the (symmetric) blur, and grayscale commutes with blur,
 so this order yields the same distribution as the code's per-level orders (METHODS.md 1.1; L4's
@@ -39,7 +42,9 @@ from hac_tf.augment.colour import RecordingColorJitter, RecordingRandomGrayscale
 from hac_tf.augment.geometric import RecordingRandomFlip, RecordingRandomResizedCrop, RecordingRandomRotation90
 from hac_tf.augment.params import identity_params
 
-GROUPS: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize")
+GROUPS: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize", "viewmaker")
+#: groups applied by the model rather than by the data pipeline
+MODEL_GROUPS: Tuple[str, ...] = ("viewmaker",)
 #: the paper code's add-one order (METHODS.md 1.1)
 DEFAULT_ORDER: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")
 #: the classical SimCLR/SimSiam pipeline
@@ -137,6 +142,10 @@ class ViewPolicy:
     @property
     def level_names(self) -> List[str]:
         return [f"level_{k + 1}" for k in range(self.num_levels)]
+
+    def levels_with_group(self, group: str) -> Tuple[int, ...]:
+        """0-based indices of the levels whose groups include ``group``."""
+        return tuple(k for k, spec in enumerate(self.levels) if group in spec.groups)
 
     def groups_used(self) -> Tuple[str, ...]:
         used = []
@@ -243,6 +252,9 @@ class AddOneViews(ViewPolicy):
             raise ValueError(f"add-one order repeats a group: {order}")
         if "crop_jitter" in order and order[0] != "crop_jitter":
             raise ValueError(f"'crop_jitter' must be the first add-one group (it sets the view size); got {order}")
+        if "viewmaker" in order and order[-1] != "viewmaker":
+            raise ValueError(f"'viewmaker' must be the last add-one group (learned views as the last level); "
+                             f"got {order}")
         n = len(order) if num_levels is None else int(num_levels)
         if not 1 <= n <= len(order):
             raise ValueError(f"num_levels must be in [1, {len(order)}], got {num_levels}")

@@ -24,8 +24,17 @@ convention (mean over this replica's rows against the gathered global batch); di
 ONLY_FIRST_REPLICA variables fed with all-gathered keys, so all replicas hold the same queue.
 
 Checkpointing: ``tf.train.Checkpoint(model=model)`` saves and restores every variable (online and
-target towers, predictors, BatchNorm statistics, MoCo queues / pointers / fill counters), keyed by
-the variables' Keras paths (see :meth:`HierarchicalContrastiveModel.checkpoint_variables`).
+target towers, predictors, BatchNorm statistics, MoCo queues / pointers / fill counters, plug-in
+heads and the Viewmaker generator), keyed by the variables' Keras paths (see
+:meth:`HierarchicalContrastiveModel.checkpoint_variables`).
+
+Plug-ins (``hac_tf.plugins``, enabled by the spec's ``equimod`` / ``augself`` / ``viewmaker``
+fields; MoCHi lives inside the losses): the Viewmaker first replaces its levels' views by the
+generator's (as constants), then every level runs as above and adds, where enabled,
+``lambda * L_eq`` (EquiMod, on the depth features of x_0 and the two views) and
+``sum_t lambda_t L_t`` (AugSelf, on the two views' depth features). :meth:`adversarial_loss` is
+the Viewmaker's own objective (its variables, :attr:`adversarial_variables`, are not in
+``trainable_variables``). Without plug-ins the computation is exactly the one above.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from hac_tf.models import (
     build_resnet,
     build_stage_branches,
 )
+from hac_tf.plugins import AugSelfModule, EquiModModule, ViewmakerModule, original_view
 
 
 class EncoderTower(keras.layers.Layer):
@@ -104,13 +114,20 @@ class EncoderTower(keras.layers.Layer):
     def branch(self, level: int) -> keras.layers.Layer:
         return self.branches[self._branch_slot[level]]
 
+    def branch_features(self, level: int, images: tf.Tensor, training: bool) -> tf.Tensor:
+        """Depth-d feature of the stage branch, before any embedding: ``[N, feature_dim]``."""
+        depth = self.spec.level_depths[level]
+        maps = self.backbone(images, training=training, max_stage=depth)
+        return self.branch(level)(maps[f"stage{depth}"], training=training)
+
     def features(
         self, level: int, images: tf.Tensor, params: Optional[tf.Tensor], training: bool
     ) -> tf.Tensor:
         """Depth-d feature (+ parameter embedding): ``[N, feature_dim (+ embed_dim)]``."""
-        depth = self.spec.level_depths[level]
-        maps = self.backbone(images, training=training, max_stage=depth)
-        feat = self.branch(level)(maps[f"stage{depth}"], training=training)
+        return self.embed(level, self.branch_features(level, images, training), params, training)
+
+    def embed(self, level: int, feat: tf.Tensor, params: Optional[tf.Tensor], training: bool) -> tf.Tensor:
+        """``feat`` with the level's parameter embedding concatenated (if the level has one)."""
         emb = self.embedding(level)
         if emb is not None:
             if params is None:
@@ -168,6 +185,14 @@ class HierarchicalContrastiveModel(keras.Model):
             copy_variables(self.target.weights, self.online.weights)
             for v in self.target.weights:
                 v.trainable = False
+        # --- plug-ins (hac_tf.plugins): extra heads / the view generator, built last so that the
+        # base model's variable paths and order are unchanged
+        feature_dim = self.online.backbone.feature_dim
+        self.equimod: Optional[EquiModModule] = (
+            EquiModModule(spec.equimod, feature_dim, sync_bn=spec.sync_bn) if spec.equimod else None)
+        self.augself: Optional[AugSelfModule] = (
+            AugSelfModule(spec.augself, feature_dim, sync_bn=spec.sync_bn) if spec.augself else None)
+        self.viewmaker: Optional[ViewmakerModule] = ViewmakerModule(spec.viewmaker) if spec.viewmaker else None
         self.built = True
 
     # ------------------------------------------------------------------ variables
@@ -177,7 +202,11 @@ class HierarchicalContrastiveModel(keras.Model):
         return self.online.backbone
 
     def _target_ids(self) -> set:
-        return set() if self.target is None else {id(v) for v in self.target.weights}
+        skip = set() if self.target is None else {id(v) for v in self.target.weights}
+        viewmaker = getattr(self, "viewmaker", None)
+        if viewmaker is not None:  # the adversary has its own optimizer
+            skip |= {id(v) for v in viewmaker.weights}
+        return skip
 
     @property
     def trainable_weights(self) -> list:
@@ -185,6 +214,16 @@ class HierarchicalContrastiveModel(keras.Model):
             return []
         skip = self._target_ids()
         return [v for v in super().trainable_weights if id(v) not in skip]
+
+    @property
+    def adversarial_variables(self) -> list:
+        """Trainable variables of the Viewmaker generator (own optimizer); [] without it."""
+        return [] if self.viewmaker is None else list(self.viewmaker.trainable_weights)
+
+    @property
+    def adversarial_learning_rate(self) -> Optional[float]:
+        """Learning rate of the adversarial (Viewmaker) optimizer, None without it."""
+        return None if self.viewmaker is None else self.spec.viewmaker.learning_rate
 
     @property
     def trainable_variables(self) -> list:
@@ -237,8 +276,25 @@ class HierarchicalContrastiveModel(keras.Model):
         self, batch: Mapping[str, Any], level: int, training: bool = True
     ) -> Tuple[PairOutputs, Optional[PairOutputs]]:
         """Online (and target) head outputs of level ``level`` (0-based)."""
+        online, target, _, _ = self._level_forward(batch, level, training)
+        return online, target
+
+    def _level_forward(
+        self, batch: Mapping[str, Any], level: int, training: bool, extra_images: Optional[tf.Tensor] = None
+    ) -> Tuple[PairOutputs, Optional[PairOutputs], tf.Tensor, Optional[tf.Tensor]]:
+        """``(online, target, feat, extra_feat)``: head outputs plus the online depth features
+        ``[2B, feature_dim]`` of the pair (before the embedding) and, when ``extra_images`` [N, ...]
+        are given, their depth features from the SAME backbone call (``[N, feature_dim]``)."""
         images, params = self._level_inputs(batch, level)
-        z = self.online.project(level, images, params, training)
+        extra_feat = None
+        if extra_images is None:
+            feat = self.online.branch_features(level, images, training)
+        else:
+            n = tf.shape(images)[0]
+            both = self.online.branch_features(
+                level, tf.concat([images, tf.cast(extra_images, images.dtype)], axis=0), training)
+            feat, extra_feat = both[:n], both[n:]
+        z = self.online.projectors[level](self.online.embed(level, feat, params, training), training=training)
         z_a, z_b = tf.split(z, 2, axis=0)
         p_a = p_b = None
         if self.predictors:
@@ -250,7 +306,7 @@ class HierarchicalContrastiveModel(keras.Model):
             tz = tf.stop_gradient(self.target.project(level, images, params, training))
             tz_a, tz_b = tf.split(tz, 2, axis=0)
             target = PairOutputs(tz_a, tz_b)
-        return online, target
+        return online, target, feat, extra_feat
 
     def compute_loss(
         self, batch: Mapping[str, Any], training: bool = True, step: Optional[Any] = None
@@ -259,7 +315,7 @@ class HierarchicalContrastiveModel(keras.Model):
 
         Args:
           batch: ``{"level_1": {"view_a", "view_b", "params_a", "params_b"}, ...}`` (extra keys
-            such as "labels" / "images" are ignored).
+            such as "labels" are ignored; "images", the uint8 source batch, is EquiMod's x_0).
           training: BatchNorm mode; also whether MoCo enqueues its keys (so with
             ``training=True`` every call mutates MoCo's queues: call it once per optimizer step).
           step: global step (MoCHi start gating / seeding). Pass a tensor inside a tf.function
@@ -267,13 +323,21 @@ class HierarchicalContrastiveModel(keras.Model):
 
         Returns:
           ``(total_loss, metrics)`` with metrics ``loss`` and, per level ``level_k/``: ``loss``,
-          ``pos_sim``, ``neg_sim``, ``embedding_std`` (of the online projections) and, for MoCo,
-          ``queue_fill``.
+          ``pos_sim``, ``neg_sim``, ``embedding_std`` (of the online projections), for MoCo
+          ``queue_fill``, and the plug-in terms ``equimod_loss`` / ``augself_<target>_loss``
+          (unweighted) on their levels. ``total_loss`` includes the weighted plug-in terms.
         """
         total = tf.constant(0.0, tf.float32)
         metrics: Dict[str, tf.Tensor] = {}
+        if self.viewmaker is not None:  # plug-in: the generator's views, constants for the encoder
+            batch = self.viewmaker.apply_to_batch(batch, self.spec.level_names, step, pass_index=0,
+                                                  stop_gradient=True)
         for i, name in enumerate(self.spec.level_names):
-            online, target = self.level_outputs(batch, i, training=training)
+            x0 = None
+            if self.equimod is not None and self.equimod.has_level(i):
+                x0 = self._original_images(batch, i)
+            shared = x0 is not None and self.spec.equimod.shared_bn
+            online, target, feat, feat0 = self._level_forward(batch, i, training, x0 if shared else None)
             loss, extra = self.method.level_loss(i, online, target, training=training, step=step)
             loss = tf.cast(loss, tf.float32)
             total = total + tf.constant(self.spec.loss_weights[i], tf.float32) * loss
@@ -282,8 +346,57 @@ class HierarchicalContrastiveModel(keras.Model):
                 metrics[f"{name}/{k}"] = v
             for k, v in extra.items():
                 metrics[f"{name}/{k}"] = tf.cast(v, tf.float32)
+            # --- plug-in terms of this level
+            plugin_terms = []
+            if self.augself is not None and self.augself.has_level(i):
+                feat_a, feat_b = tf.split(feat, 2, axis=0)
+                views = batch[name]
+                plugin_terms.append(self.augself.level_loss(
+                    i, feat_a, feat_b, views["params_a"], views["params_b"], training=training))
+            if x0 is not None:
+                if feat0 is None:  # x_0 in its own backbone call (the base method's BN batches unchanged)
+                    feat0 = self.online.branch_features(i, x0, training)
+                feat_a, feat_b = tf.split(feat, 2, axis=0)
+                views = batch[name]
+                plugin_terms.append(self.equimod.level_loss(
+                    i, feat0, feat_a, feat_b, views["params_a"], views["params_b"], training=training))
+            for term, term_metrics in plugin_terms:
+                total = total + tf.cast(term, tf.float32)
+                for k, v in term_metrics.items():
+                    metrics[f"{name}/{k}"] = tf.cast(v, tf.float32)
         metrics["loss"] = total
         return total, metrics
+
+    def _original_images(self, batch: Mapping[str, Any], level: int) -> tf.Tensor:
+        """EquiMod's x_0: the batch's source images at the level's view size, float [0, 1]."""
+        if "images" not in batch:
+            raise KeyError("EquiMod needs the original images: the batch has no 'images' key "
+                           f"(got {sorted(batch)}); keep it in the view dataset")
+        size = batch[self.spec.level_names[level]]["view_a"].shape[1]
+        return original_view(batch["images"], int(size))
+
+    def adversarial_loss(
+        self, batch: Mapping[str, Any], training: bool = True, step: Optional[Any] = None
+    ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """The Viewmaker's objective ``-w * sum_k loss_weights[k] L_k`` over its levels (float32).
+
+        A fresh forward with fresh noise (pass 1) whose views carry gradients to the generator;
+        the base method is called with ``training=False`` so that it updates no state (MoCo
+        queues), while BatchNorm runs in ``training`` mode like the encoder's pass. Minimise it
+        w.r.t. :attr:`adversarial_variables`.
+        """
+        if self.viewmaker is None:
+            raise ValueError("adversarial_loss needs the Viewmaker plug-in (spec.viewmaker)")
+        batch = self.viewmaker.apply_to_batch(batch, self.spec.level_names, step, pass_index=1, stop_gradient=False)
+        total = tf.constant(0.0, tf.float32)
+        for i, name in enumerate(self.spec.level_names):
+            if not self.viewmaker.has_level(i):
+                continue
+            online, target = self.level_outputs(batch, i, training=training)
+            loss, _ = self.method.level_loss(i, online, target, training=False, step=step)
+            total = total + tf.constant(self.spec.loss_weights[i], tf.float32) * tf.cast(loss, tf.float32)
+        adv = -tf.constant(self.spec.viewmaker.adversarial_weight, tf.float32) * total
+        return adv, {"viewmaker/adversarial_loss": adv, "viewmaker/contrastive_loss": total}
 
     # ------------------------------------------------------------------ target update
     def target_momentum(self, step: Any, total_steps: Any) -> Optional[tf.Tensor]:

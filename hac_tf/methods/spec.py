@@ -30,6 +30,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from hac_tf.augment.params import PARAM_WIDTHS
 from hac_tf.losses import MochiConfig
+from hac_tf.plugins.augself import AugSelfConfig
+from hac_tf.plugins.equimod import EQUIMOD_METHODS, EquiModConfig
+from hac_tf.plugins.viewmaker import VIEWMAKER_METHODS, ViewmakerConfig
 
 METHOD_NAMES: Tuple[str, ...] = ("barlow", "byol", "moco", "simclr", "simsiam")
 DEPTHS: Tuple[int, ...] = (18, 34, 50)
@@ -111,6 +114,10 @@ class ModelSpec:
       byol_base_momentum: BYOL tau_base (0.99, HA supp. B), cosine-ramped to 1.
       barlow_lambd, barlow_scale: Barlow Twins off-diagonal weight and loss scale.
       mochi: optional MoCHi hard-negative mixing (SimCLR / MoCo), a MochiConfig or its dict.
+      equimod, augself, viewmaker: optional plug-ins (hac_tf.plugins; docs/PLUGINS.md), each a
+        config object or its dict. EquiMod: SimCLR / BYOL; AugSelf: any method; Viewmaker:
+        every method but MoCo. Their ``levels`` are resolved here (EquiMod / AugSelf: the last
+        level by default; Viewmaker: every level by default).
     """
 
     method: str = "simsiam"
@@ -137,6 +144,10 @@ class ModelSpec:
     barlow_lambd: Optional[float] = None
     barlow_scale: Optional[float] = None
     mochi: Optional[MochiConfig] = None
+    # --- plug-ins (hac_tf.plugins) ---
+    equimod: Optional[EquiModConfig] = None
+    augself: Optional[AugSelfConfig] = None
+    viewmaker: Optional[ViewmakerConfig] = None
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -154,6 +165,7 @@ class ModelSpec:
         self._validate_hierarchy()
         self._validate_heads()
         self._validate_method_settings()
+        self._validate_plugins()
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -250,6 +262,26 @@ class ModelSpec:
             except (TypeError, ValueError) as e:
                 _fail("mochi", str(e).replace("\n", " "))
 
+    def _validate_plugins(self) -> None:
+        # (field, config class, methods it applies to or None for all)
+        plugins = (("equimod", EquiModConfig, EQUIMOD_METHODS), ("augself", AugSelfConfig, None),
+                   ("viewmaker", ViewmakerConfig, VIEWMAKER_METHODS))
+        for name, cls, methods in plugins:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if methods is not None and self.method not in methods:
+                _fail(name, f"applies to {', '.join(methods)}, not to method {self.method!r}")
+            try:
+                self._set(name, cls.from_value(value).resolved(self.num_levels))
+            except (TypeError, ValueError) as e:
+                _fail(name, str(e).replace("\n", " "))
+
+    @property
+    def plugin_names(self) -> Tuple[str, ...]:
+        """The enabled plug-ins, e.g. ``("mochi", "augself")``."""
+        return tuple(n for n in ("mochi", "equimod", "augself", "viewmaker") if getattr(self, n) is not None)
+
     # ------------------------------------------------------------------ resolved settings
     @property
     def num_levels(self) -> int:
@@ -315,6 +347,9 @@ class ModelSpec:
         out["loss_weights"] = list(self.loss_weights)
         out["embed_fields"] = list(self.embed_fields)
         out["mochi"] = None if self.mochi is None else self.mochi.to_dict()
+        for name in ("equimod", "augself", "viewmaker"):
+            value = getattr(self, name)
+            out[name] = None if value is None else value.to_dict()
         return out
 
     @classmethod

@@ -1,0 +1,61 @@
+"""hac_tf.plugins: related methods as configuration switches on any applicable base method,
+with or without the hierarchy (DESIGN.md point 5, METHODS.md sections 2-5).
+
+Each plug-in is a frozen config (a ModelSpec field) plus, where it has weights, a Keras layer the
+``HierarchicalContrastiveModel`` owns; the one training loop is shared by all of them.
+
+  MoCHi      ModelSpec.mochi (MochiConfig; math in hac_tf.losses.mochi)   SimCLR, MoCo
+  EquiMod    ModelSpec.equimod (EquiModConfig) -> EquiModModule           SimCLR, BYOL
+  AugSelf    ModelSpec.augself (AugSelfConfig) -> AugSelfModule           any method
+  Viewmaker  ModelSpec.viewmaker (ViewmakerConfig) -> ViewmakerModule     SimCLR, BYOL, SimSiam, Barlow
+             (adversarial variables with their own Adam optimizer in the trainer)
+
+See docs/PLUGINS.md.
+"""
+
+from hac_tf.plugins.augself import (
+    AUGSELF_TARGETS,
+    AugSelfConfig,
+    AugSelfModule,
+    augself_targets,
+    colour_scale_from_strength,
+)
+from hac_tf.plugins.equimod import (
+    EQUIMOD_FIELDS,
+    EQUIMOD_METHODS,
+    EquiModConfig,
+    EquiModModule,
+    encode_equimod_params,
+    original_view,
+    sample_param_statistics,
+)
+from hac_tf.plugins.mochi import MOCHI_METHODS, mochi_config
+from hac_tf.plugins.viewmaker import (
+    VIEWMAKER_METHODS,
+    ViewmakerConfig,
+    ViewmakerGenerator,
+    ViewmakerModule,
+    project_perturbation,
+)
+
+__all__ = [
+    "AUGSELF_TARGETS",
+    "AugSelfConfig",
+    "AugSelfModule",
+    "EQUIMOD_FIELDS",
+    "EQUIMOD_METHODS",
+    "EquiModConfig",
+    "EquiModModule",
+    "MOCHI_METHODS",
+    "VIEWMAKER_METHODS",
+    "ViewmakerConfig",
+    "ViewmakerGenerator",
+    "ViewmakerModule",
+    "augself_targets",
+    "colour_scale_from_strength",
+    "encode_equimod_params",
+    "mochi_config",
+    "original_view",
+    "project_perturbation",
+    "sample_param_statistics",
+]

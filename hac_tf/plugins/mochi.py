@@ -1,0 +1,48 @@
+"""MoCHi hard-negative mixing as a plug-in: wiring only (METHODS.md section 2).
+
+The mixing itself lives in :mod:`hac_tf.losses.mochi` (top-N hardest negatives on detached
+logits, s mixed negatives, s' query-mixed negatives with beta < 0.5, renormalised, never
+enqueued, optional stop-gradient) and is applied by ``nt_xent`` (SimCLR, in-batch negatives:
+each row's pool is every other row except itself and its positive) and ``infonce_queue`` (MoCo,
+the queue). ``ModelSpec.mochi`` carries a :class:`~hac_tf.losses.MochiConfig`; this module turns
+the ``plugins.mochi`` config section into one:
+
+* ``start_epoch`` (METHODS.md recommends ~10) -> ``start_step = round(start_epoch * steps_per_epoch)``;
+  before that step the loss is plain InfoNCE / NT-Xent (the gate is a ``tf.cond`` on the step).
+* ``seed < 0`` -> the training seed, so the draws are the stateless function of (seed, step) and
+  a resumed run mixes exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+from hac_tf.losses import MochiConfig
+
+#: methods whose loss has negatives to mix
+MOCHI_METHODS: Tuple[str, ...] = ("moco", "simclr")
+
+
+def mochi_config(
+    num_hardest: int = 1024,
+    num_mixed: int = 1024,
+    num_query_mixed: int = 128,
+    start_epoch: float = 0.0,
+    steps_per_epoch: int = 1,
+    detach_synthetic: bool = True,
+    seed: Optional[int] = None,
+) -> MochiConfig:
+    """``MochiConfig`` (N, s, s') starting after ``start_epoch`` epochs of ``steps_per_epoch``."""
+    if start_epoch < 0:
+        raise ValueError(f"mochi start_epoch must be >= 0, got {start_epoch}")
+    start_step = int(round(float(start_epoch) * max(int(steps_per_epoch), 1)))
+    return MochiConfig(num_hardest=int(num_hardest), num_mixed=int(num_mixed), num_query_mixed=int(num_query_mixed),
+                       start_step=start_step, detach_synthetic=bool(detach_synthetic),
+                       seed=None if seed is None or seed < 0 else int(seed))
+
+
+def mochi_from_section(section: Any, steps_per_epoch: int, train_seed: int) -> MochiConfig:
+    """``plugins.mochi`` config section -> MochiConfig (seed < 0 -> ``train_seed``)."""
+    seed = section.seed if section.seed >= 0 else train_seed
+    return mochi_config(section.num_hardest, section.num_mixed, section.num_query_mixed, section.start_epoch,
+                        steps_per_epoch, section.detach_synthetic, seed)
