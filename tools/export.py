@@ -102,7 +102,7 @@ def export_run(model_dir: str, export_dir: Optional[str] = None, version: Option
     """
     import tensorflow as tf
 
-    from hac_tf.export import VersionExistsError, export_backbone
+    from hac_tf.export import ExportWriteError, VersionExistsError, export_backbone
     from hac_tf.training.config import load_config
 
     config_file = config_file or os.path.join(model_dir, "config.yaml")
@@ -124,7 +124,7 @@ def export_run(model_dir: str, export_dir: Optional[str] = None, version: Option
         return export_backbone(model, config, export_dir, step=step, metrics=metrics, version=version,
                                image_size=image_size or None, warmup=warmup, max_batch=max_batch,
                                serving_root=serving_root)
-    except VersionExistsError as e:
+    except (VersionExistsError, ExportWriteError) as e:
         raise ExportToolError(str(e)) from e
 
 

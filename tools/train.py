@@ -8,6 +8,11 @@
 Restarting the same command after an interruption resumes from the last checkpoint in
 --model_dir. --mode=train_and_eval (default) evaluates (kNN + per-stage multi-task linear probe,
 with a random-init reference) and exports the backbone when training ends.
+
+Exit codes: 0 done; 1 bad/missing data or an I/O error (one line, no traceback); 2 bad config
+(nothing created); 3 NaN/Inf loss or gradient (names the step and the intact last checkpoint);
+4 a checkpoint could not be written, e.g. disk full (partial files removed, previous checkpoint
+intact: free space and re-run the same command).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def main(argv: List[str]) -> int:
 
     from hac_tf.training.run import run_experiment
     from hac_tf.training.strategy import build_strategy
-    from hac_tf.training.trainer import NonFiniteLossError
+    from hac_tf.training.trainer import CheckpointWriteError, NonFiniteLossError
 
     strategy = build_strategy(FLAGS.strategy, FLAGS.tpu, FLAGS.num_logical_cpus)
     try:
@@ -52,6 +57,10 @@ def main(argv: List[str]) -> int:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except CheckpointWriteError as e:  # disk full and the like: previous checkpoint intact
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 4
     except (ValueError, OSError) as e:  # bad/missing data and the like: one clear line, no traceback
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)

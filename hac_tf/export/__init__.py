@@ -23,7 +23,7 @@ _EXPORTS = {
         "SERVING_SIGNATURE", "build_export_module", "export_backbone", "variables_size_bytes",
     ),
     "serving_layout": (
-        "VersionExistsError", "cleanup_stale_temp_dirs", "latest_version", "list_versions",
+        "ExportWriteError", "VersionExistsError", "cleanup_stale_temp_dirs", "latest_version", "list_versions",
         "next_version", "parse_models_config", "read_warmup_records", "write_models_config",
     ),
     "loading": (
@@ -56,5 +56,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         DEFAULT_MAX_BATCH, FEATURE_MAPS_SIGNATURE, LEVEL_KEYS, METADATA_FILE, SERVING_SIGNATURE,
         build_export_module, export_backbone, variables_size_bytes)
     from hac_tf.export.serving_layout import (  # noqa: F401
-        VersionExistsError, cleanup_stale_temp_dirs, latest_version, list_versions, next_version,
+        ExportWriteError, VersionExistsError, cleanup_stale_temp_dirs, latest_version, list_versions, next_version,
         parse_models_config, read_warmup_records, write_models_config)

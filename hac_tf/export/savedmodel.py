@@ -397,6 +397,8 @@ def export_backbone(
 
     Raises:
       VersionExistsError: ``version`` exists already (nothing is written).
+      ExportWriteError: writing failed (e.g. disk full): nothing published, partial files
+        removed, existing versions untouched.
       TypeError: ``model_or_backbone`` holds no ResNetBackbone.
 
     The version is written into ``base_path/.tmp-<version>-<host>-<pid>``, fsync'ed and renamed

@@ -33,6 +33,8 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from hac_tf.io_errors import describe, is_io_error
+
 MODELS_CONFIG = "models.config"
 ASSETS_EXTRA = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -47,6 +49,13 @@ STALE_FOREIGN_TMP_SECONDS = 24 * 3600
 
 class VersionExistsError(FileExistsError):
     """The requested version directory already exists; versions are never overwritten."""
+
+
+class ExportWriteError(OSError):
+    """Writing a version failed (disk full, permissions, I/O error); nothing was published.
+
+    The message names the cause and the versions that already exist (left untouched).
+    """
 
 
 # ----------------------------------------------------------------------------- versions
@@ -204,7 +213,9 @@ def publish_version(
     Raises:
       VersionExistsError: ``version`` was given and ``base_path/<version>`` already exists
         (checked before anything is written, and again at rename time).
-      Whatever ``write_fn`` raises; the temp dir is then removed and nothing is published.
+      ExportWriteError: ``write_fn`` (or the fsync/rename) failed with an I/O error such as
+        ENOSPC; the temp dir is removed, nothing is published, existing versions are untouched.
+      Whatever else ``write_fn`` raises; the temp dir is then removed and nothing is published.
 
     If the process dies before the rename, only the temp dir remains; it is removed by the next
     call for the same ``base_path`` (see :func:`cleanup_stale_temp_dirs`). With ``version=None`` a
@@ -252,10 +263,22 @@ def publish_version(
                 continue
             break
         fsync_dir(base_path)
-    except BaseException:
+    except VersionExistsError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_io_error(e):
+            kept = list_versions(base_path)
+            code, reason = describe(e)
+            raise ExportWriteError(
+                code,
+                f"export of version {version} to {base_path} failed while writing ({reason}); "
+                f"nothing was published and the partial files were removed; existing versions "
+                f"{kept or '(none)'} are intact") from e
+        raise
     return version, final
+
 
 
 # ----------------------------------------------------------------------------- models.config

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from hac_tf.io_errors import describe
 from hac_tf.training import builders
 from hac_tf.training.config import ExperimentConfig, to_yaml
 from hac_tf.training.optim import WarmupCosine, apply_weight_decay, build_optimizer, peak_learning_rate
@@ -45,6 +46,14 @@ _NAN_AT_STEP = int(os.environ.get("HAC_TF_NAN_AT_STEP", "0") or 0)
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/Inf loss; the last good checkpoint was left untouched."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, I/O error); the previous one is intact.
+
+    The partial files of the failed checkpoint are removed; re-running the same command after
+    freeing space resumes from the previous checkpoint.
+    """
 
 
 def build_model(config: ExperimentConfig, steps_per_epoch: Optional[int] = None):
@@ -142,8 +151,42 @@ class Trainer:
         return int(self.global_step.numpy())
 
     def save(self) -> Optional[str]:
-        path = self.manager.save(checkpoint_number=self.global_step)
+        """Writes checkpoint ``ckpt-<step>``; raises CheckpointWriteError if it cannot be written.
+
+        tf.train.CheckpointManager writes the data and index files first and only then replaces
+        the ``checkpoint`` state file, so a failed write never becomes the latest checkpoint.
+        """
+        step = int(self.global_step.numpy())
+        previous = self.manager.latest_checkpoint
+        try:
+            path = self.manager.save(checkpoint_number=self.global_step)
+        except (OSError, tf.errors.OpError) as e:
+            removed = self._remove_partial_checkpoint(step, previous)
+            code, reason = describe(e)
+            raise CheckpointWriteError(
+                code,
+                f"checkpoint at step {step} could not be written to {self.manager.directory} ({reason}); "
+                f"{len(removed)} partial file(s) removed. The previous checkpoint "
+                f"{previous or '(none yet)'} is intact: free space and re-run the same command to "
+                f"resume from it.") from e
         return path if self.chief else None
+
+    def _remove_partial_checkpoint(self, step: int, keep: Optional[str]) -> List[str]:
+        """Deletes files of a failed ``ckpt-<step>`` write (never those of ``keep``)."""
+        prefix = os.path.join(self.manager.directory, f"ckpt-{step}")
+        removed = []
+        for path in tf.io.gfile.glob(prefix + ".*") + tf.io.gfile.glob(prefix + "_temp*"):
+            if keep and (path == keep or path.startswith(keep + ".")):
+                continue
+            try:
+                if tf.io.gfile.isdir(path):
+                    tf.io.gfile.rmtree(path)
+                else:
+                    tf.io.gfile.remove(path)
+                removed.append(path)
+            except (OSError, tf.errors.OpError):
+                logging.warning("could not remove partial checkpoint file %s", path)
+        return removed
 
     def _distribute(self, views: tf.data.Dataset):
         """Splits every global batch over the replicas in order, on every strategy.
