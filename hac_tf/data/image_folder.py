@@ -5,7 +5,10 @@ Robustness model: every candidate file is validated up front, in parallel (threa
 conversion). Only files that decode make it into the dataset, so a bad file can never crash an
 epoch. Every file that is not used (undecodable, truncated, empty, wrong extension, outside a
 class folder) is reported in ONE absl warning naming each file with its reason, and is listed in
-``info.skipped_files`` / ``info.skip_reasons``.
+``info.skipped_files`` / ``info.skip_reasons``. A file is named once per process even when the
+folder is scanned again (training, preview and evaluation each build their split). Huge images
+decode and are resized; Pillow's decompression-bomb guard (> 2 x ``Image.MAX_IMAGE_PIXELS``,
+about 179 MP) rejects larger ones before decoding, and they are skipped and reported like any bad file.
 
 Decoding rules (`decode_image_file`): grayscale/bilevel/palette/CMYK/YCbCr -> RGB via Pillow;
 16-bit grayscale scaled to 8 bits by ``round(v / 257)`` (so 8-bit data stored as 16-bit maps back
@@ -169,6 +172,24 @@ def _list_files(directory: str) -> list[str]:
     return found
 
 
+# Bad files already named in a warning by this process (one scan per split, eval re-scans):
+# each is reported once. Keyed by (path, size, mtime) so a replaced file is reported again.
+_REPORTED: set[tuple[str, int, float]] = set()
+
+
+def forget_reported_files() -> None:
+    """Makes the next scan report every bad file again (tests; long-lived processes)."""
+    _REPORTED.clear()
+
+
+def _file_identity(path: str) -> tuple[str, int, float]:
+    try:
+        st = os.stat(path)
+        return path, st.st_size, st.st_mtime
+    except OSError:
+        return path, -1, -1.0
+
+
 def _skip_message(root: str, skipped: dict[str, str], total: int) -> str:
     lines = [f"image_folder({root!r}): skipped {len(skipped)} of {total} files that are not decodable images:"]
     lines += [f"  {path}: {reason}" for path, reason in sorted(skipped.items())]
@@ -250,7 +271,13 @@ def scan_image_folder(
         detail = _skip_message(root, skipped, total) if skipped else "no files in this split"
         raise ValueError(f"image_folder root {root!r}, split {split!r}: no decodable image at all. {detail}")
     if skipped:
-        logging.warning("%s", _skip_message(root, skipped, total))
+        new = {p: r for p, r in skipped.items() if _file_identity(p) not in _REPORTED}
+        _REPORTED.update(_file_identity(p) for p in new)
+        if new:
+            logging.warning("%s", _skip_message(root, new, total))
+        if len(new) < len(skipped):
+            logging.info("image_folder(%r): %d bad file(s) skipped again (reported above)", root,
+                         len(skipped) - len(new))
     present = set(labels)
     empty = tuple(name for i, name in enumerate(class_names) if i not in present)
     if empty:

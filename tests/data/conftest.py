@@ -26,7 +26,14 @@ def fixture_test() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture
 def absl_records(caplog: pytest.LogCaptureFixture):
-    """Returns a function giving the captured absl log records at WARNING or above."""
+    """Returns a function giving the captured absl log records at WARNING or above.
+
+    Bad files are named once per process; the registry is cleared so each test sees its own
+    warnings whatever ran before it.
+    """
+    from hac_tf.data.image_folder import forget_reported_files
+
+    forget_reported_files()
     caplog.set_level(logging.INFO, logger="absl")
 
     def records(min_level: int = logging.WARNING) -> list[logging.LogRecord]:
