@@ -301,7 +301,24 @@ RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "plugins.viewmaker.norm_epsilon": (0.0, 1.0, True, True),
     "plugins.viewmaker.learning_rate": (0.0, 10.0, False, True),
     "plugins.viewmaker.adversarial_weight": (0.0, 1e3, True, True),
+    "train.seed": (0, (1 << 31) - 1, True, True),
+    "plugins.mochi.seed": (-1, (1 << 31) - 1, True, True),
 }
+#: list fields: every element is checked (value set, per-position range or sign) in _cross_checks /
+#: _plugin_checks; listed here so tests/training/test_config.py can prove no field is unchecked.
+CHECKED_LIST_FIELDS = (
+    "data.label_keys", "augment.order", "augment.groups", "augment.jitter_strength", "model.level_depths",
+    "model.loss_weights", "model.embed_fields", "plugins.equimod.levels", "plugins.equimod.fields",
+    "plugins.augself.targets", "plugins.augself.weights", "plugins.augself.levels",
+)
+#: free-form strings (paths, split names, names) and flags: type-checked only (booleans must be
+#: true/false; a path is checked when it is used, with a clear error).
+FREE_FIELDS = (
+    "data.source", "data.data_dir", "data.train_split", "data.test_split", "data.knn_label", "export.base_dir",
+    "export.name",
+)
+#: (brightness, contrast, saturation) factors are in [0, 10], hue in [0, 0.5] (as torchvision)
+JITTER_LIMITS = (10.0, 10.0, 10.0, 0.5)
 #: parameter groups of the EquiMod vector / AugSelf targets (hac_tf.plugins)
 EQUIMOD_FIELDS = ("crop", "flip", "jitter_applied", "jitter_order", "jitter", "grayscale", "blur", "solarize",
                   "rotation")
@@ -386,6 +403,13 @@ def _cross_checks(c: ExperimentConfig) -> None:
             raise ConfigError(f"augment.{key} has unknown group(s) {bad}; allowed: {list(AUG_GROUPS)}")
     if len(c.augment.jitter_strength) != 4:
         raise ConfigError("augment.jitter_strength must have 4 values (brightness, contrast, saturation, hue)")
+    if not all(0.0 <= v <= hi for v, hi in zip(c.augment.jitter_strength, JITTER_LIMITS)):
+        raise ConfigError(f"augment.jitter_strength={list(c.augment.jitter_strength)}: brightness, contrast and "
+                          f"saturation must be in [0, 10], hue in [0, 0.5]")
+    if not c.data.label_keys or len(set(c.data.label_keys)) != len(c.data.label_keys):
+        raise ConfigError(f"data.label_keys={list(c.data.label_keys)} must be distinct and non-empty")
+    if c.export.name and (os.sep in c.export.name or c.export.name in (".", "..")):
+        raise ConfigError(f"export.name={c.export.name!r} must be a plain directory name (no '{os.sep}')")
     m = c.model
     n_levels = num_view_levels(c)
     if len(m.level_depths) != n_levels:
@@ -397,6 +421,8 @@ def _cross_checks(c: ExperimentConfig) -> None:
     if m.loss_weights and len(m.loss_weights) != len(m.level_depths):
         raise ConfigError(f"model.loss_weights has {len(m.loss_weights)} entries, model.level_depths has "
                           f"{len(m.level_depths)}")
+    if m.loss_weights and not (all(0.0 <= w <= 1e3 for w in m.loss_weights) and sum(m.loss_weights) > 0):
+        raise ConfigError(f"model.loss_weights={list(m.loss_weights)} must be in [0, 1000] and not all zero")
     bad = [f for f in m.embed_fields if f not in EMBED_FIELDS]
     if bad:
         raise ConfigError(f"model.embed_fields has unknown field(s) {bad}; allowed: {list(EMBED_FIELDS)}")
@@ -449,8 +475,8 @@ def _plugin_checks(c: ExperimentConfig) -> None:
         if len(a.weights) != len(a.targets):
             raise ConfigError(f"plugins.augself.weights has {len(a.weights)} entries, plugins.augself.targets "
                               f"has {len(a.targets)}")
-        if any(w < 0 for w in a.weights):
-            raise ConfigError(f"plugins.augself.weights={list(a.weights)} must be >= 0")
+        if not all(0.0 <= w <= 1e3 for w in a.weights):
+            raise ConfigError(f"plugins.augself.weights={list(a.weights)} must be in [0, 1000]")
     groups = _level_groups(c)
     vm_levels = [k + 1 for k, g in enumerate(groups) if "viewmaker" in g]
     if c.augment.policy == "add_one" and "viewmaker" in c.augment.order and c.augment.order[-1] != "viewmaker":

@@ -40,6 +40,10 @@ from hac_tf.training.strategy import is_chief
 # Fault-drill hook (tests, tools/fault_drill.py): SIGKILL this process right after the given step
 # (and after that step's checkpoint, if one is due) -- a real kill -9, not an exception.
 _KILL_AFTER_STEP = int(os.environ.get("HAC_TF_KILL_AFTER_STEP", "0") or 0)
+# Fault-drill hook: SIGKILL this process from a timer thread HAC_TF_KILL_DURING_SAVE_DELAY seconds
+# after the checkpoint write of this step starts (lands inside the write: data, index or state).
+_KILL_DURING_SAVE = int(os.environ.get("HAC_TF_KILL_DURING_SAVE", "0") or 0)
+_KILL_DURING_SAVE_DELAY = float(os.environ.get("HAC_TF_KILL_DURING_SAVE_DELAY", "0.01") or 0.01)
 # Fault-drill hook: make the loss of this step NaN (tests of the non-finite handling).
 _NAN_AT_STEP = int(os.environ.get("HAC_TF_NAN_AT_STEP", "0") or 0)
 
@@ -158,6 +162,10 @@ class Trainer:
         """
         step = int(self.global_step.numpy())
         previous = self.manager.latest_checkpoint
+        if _KILL_DURING_SAVE and step == _KILL_DURING_SAVE:
+            import threading
+
+            threading.Timer(_KILL_DURING_SAVE_DELAY, os.kill, (os.getpid(), signal.SIGKILL)).start()
         try:
             path = self.manager.save(checkpoint_number=self.global_step)
         except (OSError, tf.errors.OpError) as e:

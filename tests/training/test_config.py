@@ -93,3 +93,85 @@ def test_train_cli_reports_config_error_in_one_line(tmp_path):
     assert r.returncode == 2
     assert "ConfigError: model.method='simclrr' is not one of" in r.stderr
     assert not (tmp_path / "m").exists()  # rejected before anything was created or read
+
+
+# ----------------------------------------------------------------------------- every field validated
+
+
+def _leaves():
+    from hac_tf.training.config import ExperimentConfig, _walk
+
+    return list(_walk(ExperimentConfig()))
+
+
+def test_every_config_field_is_validated():
+    """Each numeric field has a range or a choice set, each string a choice set or an explicit
+    free-form entry, each list element-wise checks; booleans are type-checked."""
+    from hac_tf.training.config import CHECKED_LIST_FIELDS, CHOICES, FREE_FIELDS, RANGES
+
+    unchecked = []
+    for path, value, _ in _leaves():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            ok = path in RANGES or path in CHOICES
+        elif isinstance(value, (tuple, list)):
+            ok = path in CHECKED_LIST_FIELDS
+        else:  # str / Optional[str]
+            ok = path in CHOICES or path in FREE_FIELDS
+        if not ok:
+            unchecked.append(path)
+    assert unchecked == []
+    known = {p for p, _, _ in _leaves()}
+    assert set(RANGES) <= known and set(CHOICES) <= known
+    assert set(CHECKED_LIST_FIELDS) <= known and set(FREE_FIELDS) <= known
+
+
+def _outside(lo, hi, lo_inc, hi_inc, is_int):
+    below = lo - 1 if lo_inc else lo
+    above = hi + 1 if hi_inc else hi
+    if not is_int:
+        return [below, above, float("nan"), float("inf")]
+    return [int(below), int(above)]
+
+
+def test_every_range_rejects_values_outside_it_naming_the_key():
+    from hac_tf.training.config import RANGES
+
+    defaults = {p: v for p, v, _ in _leaves()}
+    tried = 0
+    for path, (lo, hi, lo_inc, hi_inc) in RANGES.items():
+        for bad in _outside(lo, hi, lo_inc, hi_inc, isinstance(defaults[path], int)):
+            with pytest.raises(ConfigError) as info:
+                load_config(None, [f"{path}={bad}"])
+            assert path in str(info.value), (path, bad, str(info.value))
+            tried += 1
+    assert tried >= 2 * len(RANGES)
+
+
+def test_every_choice_rejects_an_unknown_value_and_types_are_checked():
+    from hac_tf.training.config import CHOICES
+
+    for path, allowed in CHOICES.items():
+        bad = 7 if isinstance(allowed[0], str) else "nope"
+        with pytest.raises(ConfigError) as info:
+            load_config(None, [f"{path}={bad}"])
+        assert path in str(info.value)
+    for path, value, _ in _leaves():
+        if isinstance(value, bool):
+            with pytest.raises(ConfigError):
+                load_config(None, [f"{path}=maybe"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("augment.jitter_strength=[0.4,0.4,0.4,0.7]", "hue in [0, 0.5]"),
+    ("augment.jitter_strength=[-0.1,0.4,0.4,0.1]", "augment.jitter_strength"),
+    ("model.loss_weights=[0,0,0,0]", "not all zero"),
+    ("model.loss_weights=[1,1,-1,1]", "model.loss_weights"),
+    ("data.label_keys=[garment,garment]", "distinct"),
+    ("export.name=../escape", "plain directory name"),
+])
+def test_list_fields_are_checked_element_wise(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
