@@ -27,7 +27,7 @@ _EXPORTS = {
         "next_version", "parse_models_config", "read_warmup_records", "write_models_config",
     ),
     "loading": (
-        "OUTPUT_CHOICES", "SavedModelBackbone", "load_backbone", "read_metadata",
+        "OUTPUT_CHOICES", "UNSAFE_OPS", "SavedModelBackbone", "audit_graph_ops", "load_backbone", "read_metadata",
         "resolve_version_dir",
     ),
 }
@@ -51,7 +51,7 @@ def __dir__():
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from hac_tf.export.loading import (  # noqa: F401
-        OUTPUT_CHOICES, SavedModelBackbone, load_backbone, read_metadata, resolve_version_dir)
+        OUTPUT_CHOICES, UNSAFE_OPS, SavedModelBackbone, audit_graph_ops, load_backbone, read_metadata, resolve_version_dir)
     from hac_tf.export.savedmodel import (  # noqa: F401
         DEFAULT_MAX_BATCH, FEATURE_MAPS_SIGNATURE, LEVEL_KEYS, METADATA_FILE, SERVING_SIGNATURE,
         build_export_module, export_backbone, variables_size_bytes)

@@ -11,7 +11,10 @@
 Safety: loading reads the SavedModel protobuf, the variables checkpoint and the JSON metadata;
 it never unpickles or executes Python code from the artifact (no Lambda layers, no
 ``custom_objects``). It does run the artifact's TensorFlow graphs, and a graph can contain any
-TF op (file I/O included), so only load exports you trust.
+TF op; :func:`audit_graph_ops` therefore rejects, before loading, any artifact whose functions
+contain file-system, process or Python-callback ops (``UNSAFE_OPS``: ReadFile, WriteFile,
+PyFunc, ...), which a backbone never needs. Pass ``allow_unsafe_ops=True`` only for artifacts
+you trust.
 """
 
 from __future__ import annotations
@@ -33,6 +36,19 @@ from hac_tf.export.savedmodel import (
 )
 
 LEVELS = tuple(LEVEL_KEYS[k] for k in STAGE_KEYS)  # ("2", "3", "4", "5")
+
+#: ops a backbone's functions never contain: file-system access, Python callbacks, summaries,
+#: I/O readers. The checkpoint save/restore ops of the SavedModel's own saver (top-level graph)
+#: are not audited: the loader runs them itself to read the variables.
+UNSAFE_OPS = frozenset({
+    "ReadFile", "WriteFile", "MatchingFiles", "DeleteFile", "ImmutableConst",
+    "PyFunc", "PyFuncStateless", "EagerPyFunc",
+    "SaveV2", "RestoreV2", "Save", "SaveSlices", "Restore", "RestoreSlice", "MergeV2Checkpoints",
+    "WriteSummary", "WriteScalarSummary", "WriteImageSummary", "WriteRawProtoSummary", "CreateSummaryFileWriter",
+    "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset", "TextLineDatasetV2", "FixedLengthRecordDataset",
+    "FixedLengthRecordDatasetV2", "FixedLengthRecordReaderV2", "WholeFileReaderV2", "DecodeProtoV2",
+    "DebugIdentityV2", "DebugIdentityV3", "PrintV2", "Print",
+})
 OUTPUT_CHOICES = ("embedding",) + STAGE_KEYS + LEVELS + ("feature_maps", "all")
 
 
@@ -60,6 +76,43 @@ def read_metadata(path: Union[str, os.PathLike]) -> Dict[str, Any]:
         return {}
     with open(meta, encoding="utf-8") as f:
         return json.load(f)
+
+
+def audit_graph_ops(version_dir: str) -> Dict[str, list]:
+    """``{function name: sorted unsafe op types}`` over every function of the SavedModel's library
+    (what its signatures and endpoints execute); empty for a clean artifact.
+
+    Reads ``saved_model.pb`` only (nothing is loaded or run).
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(version_dir, layout.SAVED_MODEL_PB), "rb") as f:
+        proto.ParseFromString(f.read())
+    found: Dict[str, set] = {}
+    for meta_graph in proto.meta_graphs:
+        saver = _saver_functions(meta_graph)
+        for fn in meta_graph.graph_def.library.function:
+            if fn.signature.name in saver:
+                continue
+            bad = {node.op for node in fn.node_def if node.op in UNSAFE_OPS}
+            if bad:
+                found.setdefault(fn.signature.name, set()).update(bad)
+    return {name: sorted(ops) for name, ops in sorted(found.items())}
+
+
+def _saver_functions(meta_graph) -> set:
+    """Names of the functions the SavedModel's own saver calls (the ``saver_def`` save and
+    restore nodes); their SaveV2/RestoreV2 ops are how the loader reads the variables.
+    Only when they contain nothing but checkpoint I/O (a forged saver_def gains nothing)."""
+    sd = meta_graph.saver_def
+    wanted = {sd.save_tensor_name.split(":")[0], sd.restore_op_name.split(":")[0]} - {""}
+    names = {attr.func.name for node in meta_graph.graph_def.node if node.name in wanted
+             for attr in node.attr.values() if attr.func.name}
+    allowed = {"SaveV2", "RestoreV2", "MergeV2Checkpoints"}
+    library = {fn.signature.name: fn for fn in meta_graph.graph_def.library.function}
+    return {n for n in names if n in library
+            and all(node.op not in UNSAFE_OPS or node.op in allowed for node in library[n].node_def)}
 
 
 def _normalise_output(output: Union[str, Sequence[str]]):
@@ -102,10 +155,19 @@ class SavedModelBackbone(keras.layers.TFSMLayer):
     """
 
     def __init__(self, filepath: Union[str, os.PathLike], output: Union[str, Sequence[str]] = "embedding",
-                 trainable: bool = False, name: Optional[str] = None, dtype=None, **kwargs) -> None:
+                 trainable: bool = False, name: Optional[str] = None, dtype=None,
+                 allow_unsafe_ops: bool = False, **kwargs) -> None:
         # kwargs: keys a TFSMLayer config may carry (call_endpoint, ...); the endpoints are fixed.
         del kwargs
         version_dir = resolve_version_dir(filepath)
+        if not allow_unsafe_ops:
+            unsafe = audit_graph_ops(version_dir)
+            if unsafe:
+                ops = sorted({op for v in unsafe.values() for op in v})
+                raise ValueError(
+                    f"{version_dir} contains ops a backbone never needs ({', '.join(ops)} in "
+                    f"{len(unsafe)} function(s), e.g. {next(iter(unsafe))}); refusing to load it. "
+                    f"Pass allow_unsafe_ops=True only if you trust this artifact.")
         self.output_keys = _normalise_output(output)
         self._output_spec = output if isinstance(output, str) else list(output)
         try:
@@ -147,6 +209,7 @@ def load_backbone(
     trainable: bool = False,
     output: Union[str, Sequence[str]] = "embedding",
     name: Optional[str] = None,
+    allow_unsafe_ops: bool = False,
 ) -> SavedModelBackbone:
     """Loads an exported backbone as a Keras 3 layer (see :class:`SavedModelBackbone`).
 
@@ -155,7 +218,10 @@ def load_backbone(
       trainable: fine-tune the backbone (trainable weights, training-mode BN under ``fit``).
       output: "embedding" | "stage1".."stage4" | "2".."5" | "feature_maps" | "all" | list of keys.
       name: layer name.
+      allow_unsafe_ops: skip the :func:`audit_graph_ops` check (trusted artifacts only).
 
-    Loading executes only the SavedModel's TF graphs — never Python code from the artifact.
+    Loading executes only the SavedModel's TF graphs — never Python code from the artifact — and
+    refuses graphs with file-system/Python-callback ops (ValueError naming them).
     """
-    return SavedModelBackbone(path, output=output, trainable=trainable, name=name)
+    return SavedModelBackbone(path, output=output, trainable=trainable, name=name,
+                              allow_unsafe_ops=allow_unsafe_ops)
