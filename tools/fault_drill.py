@@ -1,6 +1,7 @@
 """Fault drill: SIGKILL a training run at random moments, restart the same command, repeat.
 
-Each kill lands in one of three phases, chosen at random:
+Each round kills the run once in each of three phases, in turn, at a random moment within the
+phase, then lets it complete:
 
 * ``step``: an external ``kill -9`` at a random time while steps run;
 * ``checkpoint``: ``kill -9`` from a timer started when a checkpoint write begins, after a random
@@ -42,12 +43,13 @@ from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("kills", 12, "How many SIGKILLs to deliver in total.")
-flags.DEFINE_integer("steps", 24, "Training steps of the drilled run.")
+flags.DEFINE_integer("steps", 40, "Training steps of the drilled run.")
 flags.DEFINE_float("max_seconds", 1800, "Give up (and fail) after this long.")
 flags.DEFINE_integer("seed", 0, "Seed of the kill phases and times.")
 flags.DEFINE_string("work_dir", None, "Where the runs go (default: a temp dir, removed afterwards).")
 
 CHECKPOINT_EVERY = 2
+PHASES = ("step", "checkpoint", "export")
 RUNNER = r"""
 import sys, time, numpy as np
 from hac_tf.training.config import load_config
@@ -141,15 +143,16 @@ def _check_export(model_dir: str) -> List[int]:
 
 
 def _reference(work: str, steps: int, budget: float) -> Tuple[str, float, float]:
+    """Runs the uninterrupted reference; returns (dir, seconds per step, export seconds)."""
     ref_dir = os.path.join(work, "reference")
-    t0 = time.time()
     run = Run(ref_dir, steps)
+    first = run.wait_for("| loss", budget)
     trained = run.wait_for("TRAINED", budget)
     done = run.wait_for("DONE", budget)
     run.proc.wait()
-    if trained is None or done is None or run.proc.returncode != 0:
+    if first is None or trained is None or done is None or run.proc.returncode != 0:
         raise RuntimeError("reference run failed:\n" + "".join(run.output)[-3000:])
-    return ref_dir, trained - t0, done - trained
+    return ref_dir, (trained - first) / max(1, steps - 1), done - trained
 
 
 def main(argv: List[str]) -> int:
@@ -161,8 +164,8 @@ def main(argv: List[str]) -> int:
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
     print(f"work dir {work}; uninterrupted reference run ...", flush=True)
-    ref_dir, train_time, export_time = _reference(work, FLAGS.steps, FLAGS.max_seconds)
-    print(f"reference: training {train_time:.0f}s (incl. start-up), export {export_time:.1f}s", flush=True)
+    ref_dir, step_time, export_time = _reference(work, FLAGS.steps, FLAGS.max_seconds)
+    print(f"reference: {step_time:.2f}s per step, export {export_time:.1f}s", flush=True)
     reference = np.load(os.path.join(ref_dir, "final.npz"))
 
     kills, rounds, failures = 0, 0, []
@@ -170,12 +173,15 @@ def main(argv: List[str]) -> int:
     while kills < FLAGS.kills:
         rounds += 1
         drilled = os.path.join(work, f"round{rounds}")
+        round_kills = 0
         while True:  # restart the same command until the run completes
             if time.time() - t0 > FLAGS.max_seconds:
                 print("time budget exhausted", flush=True)
                 return 1
             before, _ = _latest(drilled)
-            phase = rng.choice(["step", "checkpoint", "export"]) if kills < FLAGS.kills else None
+            # each round: one kill per phase, in order, each at a random moment within its phase;
+            # then the run is left to complete and compared with the reference
+            phase = PHASES[round_kills] if round_kills < len(PHASES) and kills < FLAGS.kills else None
             env = {}
             if phase == "checkpoint":
                 upcoming = [s for s in range(before + 1, FLAGS.steps + 1)
@@ -190,7 +196,7 @@ def main(argv: List[str]) -> int:
             if phase == "step":
                 first = run.wait_for("| loss", 300)  # first progress line: steps are running
                 if first is not None:
-                    time.sleep(rng.uniform(0.0, 0.8) * train_time / 3)
+                    time.sleep(rng.uniform(0.0, 0.9) * (FLAGS.steps - before - 1) * step_time)
                     killed = run.proc.poll() is None
                     if killed:
                         run.kill()
@@ -207,6 +213,7 @@ def main(argv: List[str]) -> int:
                 killed = run.proc.returncode == -signal.SIGKILL
             if killed:
                 kills += 1
+                round_kills += 1
                 by_phase[phase] += 1
                 after, path = _latest(drilled)
                 try:

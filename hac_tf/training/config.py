@@ -118,7 +118,6 @@ class TrainConfig(hyperparams.Config):
     keep_checkpoints: int = 3
     knn_every_steps: int = 0  # 0 = only at the end
     image_summary_every_steps: int = 0  # 0 = once at the start
-    nan_policy: str = "stop"  # stop | skip (skip isolated non-finite steps, stop after 10 in a row)
     deterministic_ops: bool = False
 
 
@@ -228,7 +227,6 @@ CHOICES: Dict[str, Sequence[Any]] = {
     "optimizer.lr_scaling": ("linear", "none"),
     "optimizer.schedule": ("constant", "cosine"),
     "train.mixed_precision": ("float32", "mixed_bfloat16", "mixed_float16"),
-    "train.nan_policy": ("skip", "stop"),
     "data.overlay": ("digits", "shapes"),
     "plugins.augself.flip_rule": ("code", "per_view"),
 }

@@ -175,3 +175,32 @@ def test_level_k_gradients_reach_only_stages_1_to_k(nets, level):
         deeper = any(f"stage{k}/" in var.path for k in range(level + 1, 5))
         assert (grad is None) == deeper, var.path
     assert all(g is not None for g in grads[len(bb.trainable_weights):])
+
+
+@pytest.fixture
+def bf16_policy():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    yield
+    keras.config.set_dtype_policy(previous)
+
+
+def test_depthwise_convs_compute_in_float32_under_mixed_bfloat16(bf16_policy):
+    """oneDNN's bf16 depthwise backprop is ~80x slower than fp32 on CPU (docs/PERFORMANCE.md):
+    under mixed_bfloat16 the SepConv depthwise convs run in float32, the 1x1 convs in bf16."""
+    from hac_tf.models.branches import SepConv
+
+    layer = SepConv(16, stride=2)
+    x = tf.random.normal([2, 8, 8, 16])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32))
+    dw = [l for l in layer.sep_layers if isinstance(l, keras.layers.DepthwiseConv2D)]
+    pw = [l for l in layer.sep_layers if isinstance(l, keras.layers.Conv2D) and l not in dw]
+    assert dw and all(l.compute_dtype == "float32" for l in dw)
+    assert pw and all(l.compute_dtype == "bfloat16" for l in pw)
+    assert y.dtype == tf.bfloat16 and y.shape == (2, 4, 4, 16)
+    grads = tape.gradient(loss, [x] + layer.trainable_variables)
+    assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+    assert all(v.dtype == tf.float32 for v in layer.trainable_variables)
