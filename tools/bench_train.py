@@ -184,9 +184,13 @@ def main(argv: List[str]) -> int:
     jobs = [(name, b, p) for name in FLAGS.rows for b in ([int(x) for x in FLAGS.batch_sizes] or ROWS[name][2])
             for p in precisions]
     results: Dict[Tuple[str, int, str], List[Dict[str, float]]] = {j: [] for j in jobs}
-    for _ in range(FLAGS.repeats):  # interleaved: machine noise spreads over all rows alike
+    for rep in range(FLAGS.repeats):  # interleaved: machine noise spreads over all rows alike
         for job in jobs:
-            results[job].append(_run_child(*job))
+            r = _run_child(*job)
+            results[job].append(r)
+            print(f"  [{rep + 1}/{FLAGS.repeats}] {job[0]} batch {job[1]} {job[2]}: {r['img_s']:.1f} img/s, "
+                  f"{r['step_s']:.2f} s/step, input {r['input_img_s']:.0f} img/s, RSS {r['rss_gb']:.2f} GB",
+                  file=sys.stderr, flush=True)
     summary = {}
     for (name, b, p), runs in results.items():
         rates = sorted(r["img_s"] for r in runs)
