@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from hac_tf.augment.base import RecordingAugmentation
+from hac_tf.augment.base import RecordingAugmentation, apply_to_rows
 
 
 def default_kernel_size(image_size: int) -> int:
@@ -91,7 +91,10 @@ class RecordingGaussianBlur(RecordingAugmentation):
         return {"sigma": tf.where(fire, s, tf.zeros_like(s))}
 
     def apply(self, images, transformation):
-        return apply_gaussian_blur(images, transformation["sigma"], self.kernel_size)
+        sigma = transformation["sigma"]
+        kernel_size = self.kernel_size
+        return apply_to_rows(sigma > 0.0, images,
+                             lambda rows, index: apply_gaussian_blur(rows, tf.gather(sigma, index), kernel_size))
 
     def record(self, params, transformation):
         params["blur_sigma"] = transformation["sigma"][:, None]

@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from hac_tf.augment.base import RecordingAugmentation, fire_float, where_images
+from hac_tf.augment.base import RecordingAugmentation, apply_to_rows, fire_float, where_images
 from hac_tf.augment.params import ParamDict
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -172,8 +172,7 @@ class RecordingRandomGrayscale(RecordingAugmentation):
         return {"fire": fire}
 
     def apply(self, images, transformation):
-        gray = tf.repeat(to_gray(images), 3, axis=-1)
-        return where_images(transformation["fire"], gray, images)
+        return apply_to_rows(transformation["fire"], images, lambda rows, _: tf.repeat(to_gray(rows), 3, axis=-1))
 
     def record(self, params: ParamDict, transformation) -> ParamDict:
         params["grayscale"] = tf.maximum(params["grayscale"], fire_float(transformation["fire"]))
@@ -195,8 +194,9 @@ class RecordingRandomSolarize(RecordingAugmentation):
         return {"fire": fire}
 
     def apply(self, images, transformation):
-        solarized = tf.where(images >= self.threshold, 1.0 - images, images)
-        return where_images(transformation["fire"], solarized, images)
+        threshold = self.threshold
+        return apply_to_rows(transformation["fire"], images,
+                             lambda rows, _: tf.where(rows >= threshold, 1.0 - rows, rows))
 
     def record(self, params: ParamDict, transformation) -> ParamDict:
         params["solarize"] = fire_float(transformation["fire"])

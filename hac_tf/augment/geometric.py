@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from hac_tf.augment.base import RecordingAugmentation, fire_float, where_images
+from hac_tf.augment.base import RecordingAugmentation, apply_to_rows, fire_float, where_images
 from hac_tf.augment.params import ParamDict
 
 _CROP_ATTEMPTS = 10
@@ -158,7 +158,7 @@ class RecordingRandomFlip(RecordingAugmentation):
         return {"fire": fire}
 
     def apply(self, images, transformation):
-        return where_images(transformation["fire"], tf.reverse(images, axis=[2]), images)
+        return apply_to_rows(transformation["fire"], images, lambda rows, _: tf.reverse(rows, axis=[2]))
 
     def record(self, params: ParamDict, transformation) -> ParamDict:
         # XOR with an earlier flip keeps the record equal to the net effect.

@@ -239,3 +239,22 @@ def test_invalid_settings_raise(make):
 def test_unbatched_input_is_rejected():
     with pytest.raises(ValueError, match=r"\[N,H,W,3\]"):
         RecordingRandomFlip()({"images": tf.zeros([8, 8, 3])})
+
+
+def test_apply_to_rows_touches_only_firing_rows_and_matches_the_full_batch_op():
+    """The gather/scatter fast path: firing rows equal the op applied to the whole batch (per-row
+    ops, blur included), the other rows are bit-identical to the input."""
+    from hac_tf.augment.base import apply_to_rows
+    from hac_tf.augment.blur import apply_gaussian_blur
+
+    rng = np.random.default_rng(5)
+    images = tf.constant(rng.random((6, 16, 16, 3)), tf.float32)
+    fire = tf.constant([True, False, True, False, False, True])
+    sigma = tf.constant([0.7, 0.0, 1.5, 0.0, 0.0, 0.3])
+    out = apply_to_rows(fire, images, lambda rows, index: apply_gaussian_blur(rows, tf.gather(sigma, index), 7))
+    full = apply_gaussian_blur(images, sigma, 7)
+    f = fire.numpy()
+    np.testing.assert_array_equal(out.numpy()[~f], images.numpy()[~f])
+    np.testing.assert_allclose(out.numpy()[f], full.numpy()[f], atol=1e-6)
+    none = apply_to_rows(tf.zeros([6], tf.bool), images, lambda rows, _: rows * 0.0)
+    np.testing.assert_array_equal(none.numpy(), images.numpy())
