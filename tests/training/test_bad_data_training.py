@@ -5,16 +5,13 @@ import io
 import os
 import re
 import struct
-import subprocess
-import sys
 import zlib
 
 import numpy as np
 from PIL import Image
 
-from tiny import tiny_overrides
+from tiny import run_train, tiny_overrides
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _png_claiming_size(width: int, height: int) -> bytes:
@@ -81,10 +78,7 @@ def test_training_and_eval_on_a_folder_of_bad_files(tmp_path):
     overrides = tiny_overrides("model.method=simclr", "train.max_steps=3", "data.source=image_folder",
                                f"data.data_dir={root}", "data.label_keys=[label]", "data.knn_label=label",
                                "data.batch_size=8", "train.checkpoint_every_steps=3")
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    args = [sys.executable, f"{REPO}/tools/train.py", f"--model_dir={model_dir}", "--mode=train_and_eval"]
-    r = subprocess.run(args + [f"--params_override={o}" for o in overrides], env=env, capture_output=True,
-                       text=True, timeout=600)
+    r = run_train(model_dir, overrides, mode="train_and_eval")
     assert r.returncode == 0, r.stderr[-4000:]
     log = r.stdout + r.stderr
     assert "Traceback" not in log

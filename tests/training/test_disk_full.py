@@ -4,27 +4,20 @@ freed, re-running the same command resumes from it. Real ENOSPC (small tmpfs, wh
 may mount one) and real EFBIG (RLIMIT_FSIZE, always)."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from disk_space import can_mount_tmpfs, file_size_limit, fill, small_tmpfs, tree_sizes
-from tiny import tiny_overrides
+from tiny import run_train, tiny_overrides
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OVERRIDES = tiny_overrides("model.method=simclr", "train.checkpoint_every_steps=2",
                            "train.image_summary_every_steps=0")
 
 
-def _train(model_dir, steps, preexec_fn=None, timeout=300):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    args = [sys.executable, f"{REPO}/tools/train.py", f"--model_dir={model_dir}", "--mode=train"]
-    args += [f"--params_override={o}" for o in OVERRIDES + [f"train.max_steps={steps}"]]
-    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=preexec_fn)
+def _train(model_dir, steps, preexec_fn=None):
+    return run_train(model_dir, OVERRIDES + [f"train.max_steps={steps}"], preexec_fn=preexec_fn)
 
 
 def _checkpoint_values(prefix):

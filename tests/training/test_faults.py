@@ -2,22 +2,16 @@
 bad data directories give clear errors."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import tensorflow as tf
 
-from tiny import tiny_overrides
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tiny import run_train, tiny_overrides
 
 
-def _train(model_dir, overrides, env_extra=None, timeout=300):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
-    args = [sys.executable, f"{REPO}/tools/train.py", f"--model_dir={model_dir}", "--mode=train"]
-    args += [f"--params_override={o}" for o in overrides]
-    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+
+def _train(model_dir, overrides, env_extra=None):
+    return run_train(model_dir, overrides, env_extra=env_extra)
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):

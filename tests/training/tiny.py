@@ -1,6 +1,8 @@
 """A tiny but real experiment config shared by the training tests (coloured Fashion-MNIST fixture)."""
 
 import os
+import subprocess
+import sys
 
 FIXTURE_FMNIST = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "fashion_mnist")
 
@@ -26,3 +28,15 @@ TINY = [
 
 def tiny_overrides(*extra: str) -> list:
     return TINY + list(extra)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_train(model_dir, overrides, mode="train", env_extra=None, preexec_fn=None, timeout=600):
+    """Runs ``tools/train.py`` in a fresh process (real exit codes, real kills) and returns the
+    CompletedProcess with text stdout/stderr."""
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
+    args = [sys.executable, f"{REPO}/tools/train.py", f"--model_dir={model_dir}", f"--mode={mode}"]
+    args += [f"--params_override={o}" for o in overrides]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
