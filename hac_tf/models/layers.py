@@ -4,7 +4,8 @@ Conventions (see DESIGN.md / METHODS.md §6):
   * BatchNorm comes from one factory, :func:`batch_norm` (PyTorch momentum 0.1 == Keras 0.9,
     epsilon 1e-5), optionally synchronized across replicas.
   * PyTorch-style padding: an explicit ``ZeroPadding2D(pad)`` followed by a ``valid`` conv
-    (Keras ``same`` pads asymmetrically for stride 2).
+    where Keras' ``same`` would differ (stride 2: it pads asymmetrically); ``same`` for stride-1
+    convs with symmetric padding, where it is identical.
   * Conv kernels use Kaiming-normal with fan_out (torchvision ResNet init); convs followed by BN
     have no bias.
 
@@ -49,8 +50,69 @@ def dense_initializer() -> keras.initializers.Initializer:
     return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
 
 
+_FUSED_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
+
+
 @keras.saving.register_keras_serializable(package="hac_tf")
-class SyncBatchNormalization(keras.layers.BatchNormalization):
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """Keras ``BatchNormalization`` computed by TF's fused kernel (``FusedBatchNormV3``).
+
+    Same variables, same semantics, same results up to float rounding as the Keras layer, which
+    computes BN from ~10 separate element-wise and reduction ops (``tf.nn.moments`` +
+    ``tf.nn.batch_normalization``) and their gradients. The fused oneDNN kernel and its fused
+    gradient are 1.6-4.3x faster per BN layer on the ResNet shapes here (forward + backward,
+    fp32 and bf16; ``docs/PERFORMANCE.md``). Inputs: ``[N, H, W, C]`` or ``[N, C]`` (viewed as
+    ``[N, 1, 1, C]``), channels last.
+
+    * Batch statistics: mean and *biased* variance over N(, H, W), as Keras (the fused kernel's
+      variance output is Bessel-corrected; it is rescaled by ``(n - 1) / n`` before the moving
+      averages ``moving = momentum * moving + (1 - momentum) * batch`` are updated).
+    * Under ``mixed_bfloat16`` the kernel takes bf16 inputs and float32 scale/offset/statistics.
+    * Everything else — a mask, renorm, other ranks/axes, float64 — falls back to the Keras
+      computation, as does a synchronized subclass with more than one replica.
+    """
+
+    def _fusable(self, inputs, mask) -> bool:
+        rank = inputs.shape.rank
+        return (
+            mask is None
+            and not self.renorm
+            and rank in (2, 4)
+            and self.axis in (-1, rank - 1)
+            and inputs.dtype in _FUSED_DTYPES
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        x = inputs
+        if inputs.shape.rank == 2:
+            x = tf.reshape(x, [-1, 1, 1, channels])
+        gamma = self.gamma if self.scale else tf.ones([channels], tf.float32)
+        beta = self.beta if self.center else tf.zeros([channels], tf.float32)
+        gamma = tf.cast(gamma, tf.float32)
+        beta = tf.cast(beta, tf.float32)
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True)
+            count = tf.cast(tf.size(x) // channels, tf.float32)
+            variance = variance * tf.maximum(count - 1.0, 1.0) / tf.maximum(count, 1.0)  # biased, as Keras
+            momentum = self.momentum
+            self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+            self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
+                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
+                data_format="NHWC", is_training=False)
+        if inputs.shape.rank == 2:
+            y = tf.reshape(y, tf.shape(inputs))
+        return tf.cast(y, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="hac_tf")
+class SyncBatchNormalization(FusedBatchNormalization):
     """Cross-replica BatchNorm with two-pass statistics.
 
     The batch statistics are those of the *global* batch (all replicas), computed like
@@ -62,7 +124,7 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
     uses the global statistics' gradients too (checked against one device in float64 in
     ``tests/models/test_models_sync_gradients.py``). A mask (the inputs' shape without the
     channel axis) selects the positions that count, across replicas too. With one replica (or
-    outside a replica context) it is exactly the unsynchronized ``keras.layers.BatchNormalization``.
+    outside a replica context) it is exactly :class:`FusedBatchNormalization`.
 
     Note when comparing float32 gradients of one device and N replicas: they are two different
     roundings of the same function and can differ by a few per cent on parameters whose exact
@@ -74,6 +136,10 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
     def __init__(self, **kwargs):
         kwargs["synchronized"] = True
         super().__init__(**kwargs)
+
+    def _fusable(self, inputs, mask) -> bool:
+        ctx = tf.distribute.get_replica_context()
+        return (ctx is None or ctx.num_replicas_in_sync == 1) and super()._fusable(inputs, mask)
 
     def _moments(self, inputs, mask):
         ctx = tf.distribute.get_replica_context()
@@ -143,7 +209,7 @@ def batch_norm(
     )
     if synchronized:
         return SyncBatchNormalization(**kwargs)
-    return keras.layers.BatchNormalization(**kwargs)
+    return FusedBatchNormalization(**kwargs)
 
 
 def conv_layers(
@@ -153,16 +219,23 @@ def conv_layers(
     padding: int = 0,
     name: str = "conv",
 ) -> list:
-    """``[ZeroPadding2D(padding)?, Conv2D(valid, no bias)]`` — a PyTorch ``Conv2d(bias=False)``."""
+    """A PyTorch ``Conv2d(bias=False, padding=padding)`` as Keras layers.
+
+    Stride 1 with ``padding == (kernel_size - 1) // 2`` (odd kernel) is ``[Conv2D(same)]``: TF's
+    ``same`` pads symmetrically then, so the result is identical and the separate pad op (and its
+    gradient, a slice) is saved. Otherwise ``[ZeroPadding2D(padding)?, Conv2D(valid)]``: for
+    stride 2 TF's ``same`` pads asymmetrically (more at the bottom/right), PyTorch does not.
+    """
+    same = stride == 1 and kernel_size % 2 == 1 and padding == (kernel_size - 1) // 2 and padding > 0
     out: list = []
-    if padding > 0:
+    if padding > 0 and not same:
         out.append(keras.layers.ZeroPadding2D(padding, name=f"{name}_pad"))
     out.append(
         keras.layers.Conv2D(
             filters,
             kernel_size,
             strides=stride,
-            padding="valid",
+            padding="same" if same else "valid",
             use_bias=False,
             kernel_initializer=conv_initializer(),
             name=name,
@@ -184,15 +257,17 @@ def depthwise_compute_dtype() -> Optional[str]:
 
 
 def depthwise_layers(stride: int = 1, name: str = "dw") -> list:
-    """``[ZeroPadding2D(1), DepthwiseConv2D(3x3, stride, valid, no bias)]`` (see
+    """A PyTorch depthwise ``Conv2d(C, C, 3, stride, padding=1, groups=C, bias=False)``:
+    ``[DepthwiseConv2D(3x3, same)]`` for stride 1 (symmetric, identical), else
+    ``[ZeroPadding2D(1), DepthwiseConv2D(3x3, stride, valid)]`` (see :func:`conv_layers`; and
     :func:`depthwise_compute_dtype` for their precision under mixed bfloat16)."""
     dtype = depthwise_compute_dtype()
-    return [
-        keras.layers.ZeroPadding2D(1, name=f"{name}_pad", dtype=dtype),
+    pad = [] if stride == 1 else [keras.layers.ZeroPadding2D(1, name=f"{name}_pad", dtype=dtype)]
+    return pad + [
         keras.layers.DepthwiseConv2D(
             3,
             strides=stride,
-            padding="valid",
+            padding="same" if stride == 1 else "valid",
             use_bias=False,
             depthwise_initializer=depthwise_initializer(),
             name=name,

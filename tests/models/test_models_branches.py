@@ -117,11 +117,13 @@ def test_sepconv_structure_and_params():
     sep = SepConv(cout)
     sep.build((None, 8, 8, cin))
     kinds = [type(l).__name__ for l in sep.sep_layers]
+    # stride 2: explicit PyTorch padding + valid; stride 1: "same" (symmetric, identical)
     assert kinds == [
-        "ZeroPadding2D", "DepthwiseConv2D", "Conv2D", "BatchNormalization", "ReLU",
-        "ZeroPadding2D", "DepthwiseConv2D", "Conv2D", "BatchNormalization", "ReLU",
+        "ZeroPadding2D", "DepthwiseConv2D", "Conv2D", "FusedBatchNormalization", "ReLU",
+        "DepthwiseConv2D", "Conv2D", "FusedBatchNormalization", "ReLU",
     ]
-    assert sep.sep_layers[1].strides == (2, 2) and sep.sep_layers[6].strides == (1, 1)
+    assert sep.sep_layers[1].strides == (2, 2) and sep.sep_layers[1].padding == "valid"
+    assert sep.sep_layers[5].strides == (1, 1) and sep.sep_layers[5].padding == "same"
     trainable = sum(int(np.prod(w.shape)) for w in sep.trainable_weights)
     assert trainable == 9 * cin + cin * cin + 2 * cin + 9 * cin + cin * cout + 2 * cout
 

@@ -78,9 +78,9 @@ def test_projection_default_simsiam():
     assert tuple(z.shape) == (4, 2048)
     kinds = [type(l).__name__ for l in proj.mlp_layers]
     assert kinds == [
-        "Dense", "BatchNormalization", "ReLU",
-        "Dense", "BatchNormalization", "ReLU",
-        "Dense", "BatchNormalization",
+        "Dense", "FusedBatchNormalization", "ReLU",
+        "Dense", "FusedBatchNormalization", "ReLU",
+        "Dense", "FusedBatchNormalization",
     ]
     assert [d.use_bias for d in proj.mlp_layers if isinstance(d, keras.layers.Dense)] == [
         True, True, False
@@ -127,7 +127,7 @@ def test_prediction_mlp():
     p = pred(tf.random.normal((4, 2048)), training=True)
     assert tuple(p.shape) == (4, 2048)
     kinds = [type(l).__name__ for l in pred.mlp_layers]
-    assert kinds == ["Dense", "BatchNormalization", "ReLU", "Dense"]
+    assert kinds == ["Dense", "FusedBatchNormalization", "ReLU", "Dense"]
     assert _count(pred.trainable_weights) == (2048 * 512 + 512) + 2 * 512 + (512 * 2048 + 2048)
     assert tuple(PredictionMLP(16, 8)(tf.zeros((2, 8))).shape) == (2, 8)
 

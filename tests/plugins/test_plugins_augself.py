@@ -84,8 +84,8 @@ def test_symmetric_batch_heads_and_loss():
         expected_total += w * ref
     np.testing.assert_allclose(float(total), expected_total, rtol=1e-5)
     head = mod.head(0, "crop")
-    assert [type(l).__name__ for l in head.mlp_layers] == ["Dense", "BatchNormalization", "ReLU", "Dense",
-                                                           "BatchNormalization", "ReLU", "Dense"]
+    assert [type(l).__name__ for l in head.mlp_layers] == ["Dense", "FusedBatchNormalization", "ReLU", "Dense",
+                                                           "FusedBatchNormalization", "ReLU", "Dense"]
     assert head.mlp_layers[0].kernel.shape == (12, 8) and not head.mlp_layers[0].use_bias
     assert head.mlp_layers[-1].use_bias
 

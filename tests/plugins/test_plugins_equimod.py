@@ -103,8 +103,8 @@ def test_heads_wiring_one_batched_call_and_tiled_y0():
     eq = model.equimod
     assert spec.equimod.levels == (1,)
     head = eq.heads[0]
-    assert [type(l).__name__ for l in head.mlp_layers] == ["Dense", "BatchNormalization", "ReLU", "Dense",
-                                                           "BatchNormalization", "ReLU", "Dense", "BatchNormalization"]
+    assert [type(l).__name__ for l in head.mlp_layers] == ["Dense", "FusedBatchNormalization", "ReLU", "Dense",
+                                                           "FusedBatchNormalization", "ReLU", "Dense", "FusedBatchNormalization"]
     assert not head.mlp_layers[-1].center and not head.mlp_layers[-1].scale  # BN(affine=False)
     assert all(not l.use_bias for l in head.mlp_layers if type(l).__name__ == "Dense")
     assert eq.param_projectors[0].mlp_layers[0].kernel.shape == (19, 8)

@@ -1,0 +1,99 @@
+"""FusedBatchNormalization: the fused kernel reproduces Keras' BatchNormalization exactly (up to
+float rounding) — outputs, gradients, moving statistics and inference — and falls back to the
+Keras computation where the fused kernel does not apply; stride-1 'same' convs equal the
+explicit PyTorch padding."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hac_tf.models.layers import FusedBatchNormalization, batch_norm, conv_layers, depthwise_layers
+
+
+def _run(layer, x, cotangent):
+    """(train output, input/param gradients, moving mean, moving var, inference output)."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) * cotangent)
+    grads = tape.gradient(loss, [x] + layer.trainable_weights)
+    return (y.numpy().astype(np.float64), [g.numpy() for g in grads], layer.moving_mean.numpy(),
+            layer.moving_variance.numpy(), layer(x, training=False).numpy().astype(np.float64))
+
+
+@pytest.mark.parametrize("shape", [(8, 5, 5, 6), (16, 6), (3, 1, 1, 4), (2, 6)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_fused_equals_keras_batch_norm(shape, affine):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, size=shape).astype(np.float32))
+    cot = tf.constant(rng.normal(size=shape).astype(np.float32))
+    kw = dict(momentum=0.9, epsilon=1e-5, center=affine, scale=affine)
+    ref, fused = keras.layers.BatchNormalization(**kw), FusedBatchNormalization(**kw)
+    for layer in (ref, fused):
+        layer.build(shape)
+        if affine:
+            layer.gamma.assign(np.linspace(-1.5, 2.0, shape[-1]).astype(np.float32))
+            layer.beta.assign(np.linspace(0.5, -0.5, shape[-1]).astype(np.float32))
+    # two training calls: the moving averages compound
+    _run(ref, x, cot), _run(fused, x, cot)
+    (ya, ga, ma, va, ia), (yb, gb, mb, vb, ib) = _run(ref, x * 0.5 - 1.0, cot), _run(fused, x * 0.5 - 1.0, cot)
+    np.testing.assert_allclose(yb, ya, atol=2e-5)
+    for a, b in zip(ga, gb):
+        np.testing.assert_allclose(b, a, atol=1e-4 * max(1.0, np.abs(a).max()))
+    np.testing.assert_allclose(mb, ma, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(vb, va, rtol=1e-5)  # biased batch variance, as Keras
+    np.testing.assert_allclose(ib, ia, atol=2e-5)
+    assert yb.shape == shape
+
+
+def test_fused_runs_bfloat16_inputs_with_float32_statistics():
+    rng = np.random.default_rng(1)
+    x = rng.normal(1.0, 2.0, size=(16, 4, 4, 8)).astype(np.float32)
+    ref = FusedBatchNormalization(dtype="float32")
+    bf16 = FusedBatchNormalization(dtype="mixed_bfloat16")
+    y_ref = ref(tf.constant(x), training=True).numpy()
+    y = bf16(tf.constant(x), training=True)
+    assert y.dtype == tf.bfloat16 and bf16.moving_mean.dtype == "float32"
+    np.testing.assert_allclose(y.numpy().astype(np.float32), y_ref, atol=0.05)
+    np.testing.assert_allclose(bf16.moving_mean.numpy(), ref.moving_mean.numpy(), atol=0.02)
+
+
+def test_fused_falls_back_to_keras_for_float64_and_masks():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(6, 3, 3, 5))
+    ref = keras.layers.BatchNormalization(dtype="float64")
+    fused = FusedBatchNormalization(dtype="float64")
+    assert not fused._fusable(tf.constant(x), None)
+    np.testing.assert_allclose(fused(tf.constant(x), training=True).numpy(),
+                               ref(tf.constant(x), training=True).numpy(), atol=1e-12)
+    x32 = tf.constant(x.astype(np.float32))
+    assert FusedBatchNormalization()._fusable(x32, None)
+    assert not FusedBatchNormalization()._fusable(x32, tf.ones(x32.shape[:-1], tf.bool))
+
+
+def test_factory_returns_fused_layers():
+    assert type(batch_norm(False)) is FusedBatchNormalization
+    assert isinstance(batch_norm(True), FusedBatchNormalization)  # SyncBN: fused on one replica
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 8])
+def test_same_padded_stride1_convs_equal_explicit_padding(size):
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(2, size, size, 4)).astype(np.float32))
+    conv = conv_layers(6, 3, stride=1, padding=1, name="c")
+    assert [type(l).__name__ for l in conv] == ["Conv2D"] and conv[0].padding == "same"
+    y = conv[0](x)
+    expected = tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), conv[0].kernel, 1, "VALID")
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), atol=1e-5)
+    dw = depthwise_layers(1, name="d")
+    assert [type(l).__name__ for l in dw] == ["DepthwiseConv2D"]
+    y = dw[0](x)
+    expected = tf.nn.depthwise_conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), dw[0].kernel,
+                                      [1, 1, 1, 1], "VALID")
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), atol=1e-5)
+    # stride 2 keeps PyTorch's symmetric padding explicitly
+    assert [type(l).__name__ for l in conv_layers(6, 3, stride=2, padding=1)] == ["ZeroPadding2D", "Conv2D"]
+    assert [type(l).__name__ for l in depthwise_layers(2)] == ["ZeroPadding2D", "DepthwiseConv2D"]
