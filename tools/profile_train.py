@@ -77,7 +77,7 @@ def _print_table(title: str, totals: Dict[str, float], steps: int, limit: int = 
     print(f"\n{title} (ms/step, share)")
     items = sorted(totals.items(), key=lambda kv: -kv[1])
     for key, us in items[:limit or None]:
-        print(f"  {key:<60} {us / 1000 / steps:9.1f}  {100 * us / total:5.1f}%")
+        print(f"  {key:<90} {us / 1000 / steps:9.1f}  {100 * us / total:5.1f}%")
 
 
 def main(argv: List[str]) -> int:
@@ -111,7 +111,7 @@ def main(argv: List[str]) -> int:
     for op_type, name, us in rows:
         by_type[op_type] += us
         by_scope[_scope_of(name)] += us
-        by_op[f"{op_type} {name}"[:60]] += us
+        by_op[f"{op_type} {name}"[:90]] += us
     total_ms = sum(by_type.values()) / 1000 / steps
     print(f"{FLAGS.row} batch {FLAGS.batch_size} {FLAGS.precision}: {total_ms:.0f} ms/step of op self time "
           f"(2 cores: up to 2x the wall time)")

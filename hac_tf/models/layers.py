@@ -212,6 +212,72 @@ def batch_norm(
     return FusedBatchNormalization(**kwargs)
 
 
+# Largest output map (H_out * W_out) whose conv weight gradient is computed as one matmul over
+# im2col patches instead of oneDNN's Conv2DBackpropFilter, per compute dtype. Measured per
+# ResNet-18 conv shape at 256 rows on the 2-core AVX512_BF16 machine (docs/PERFORMANCE.md):
+# fp32 1x1 maps 29.4 -> 8.3 ms, 2x2 43.9 -> 28.2, 3x3 72.3 -> 60.9, 4x4 31.9 vs 32.1 (equal),
+# 6x6 61 vs 71 (worse); bf16 1x1 47.9 -> 5.2, 2x2 67.5 -> 22.4, 3x3 168 -> 43, 4x4 50 -> 29,
+# 6x6 89 -> 54, 8x8 22 vs 34 (worse).
+IM2COL_FILTER_GRAD_MAX_POSITIONS = {tf.float32: 16, tf.bfloat16: 36}
+
+
+def im2col_filter_grad(x: tf.Tensor, dy: tf.Tensor, kernel_shape, strides, padding: str) -> tf.Tensor:
+    """Weight gradient of ``conv2d(x, kernel, strides, padding)`` (NHWC) as one matmul.
+
+    ``patches(x)^T @ dy`` with ``patches = extract_patches(x)`` reshaped to
+    ``[N*Ho*Wo, kh*kw*Cin]`` and ``dy`` to ``[N*Ho*Wo, Cout]``; returns ``[kh, kw, Cin, Cout]``
+    (same values as ``Conv2DBackpropFilter``; TF's ``SAME``/``VALID`` padding of patches and
+    convs agree).
+    """
+    kh, kw, cin, cout = kernel_shape
+    patches = tf.image.extract_patches(x, [1, kh, kw, 1], [1, strides[0], strides[1], 1], [1, 1, 1, 1],
+                                       padding)
+    cols = tf.reshape(patches, [-1, kh * kw * cin])
+    grad = tf.matmul(cols, tf.reshape(dy, [-1, cout]), transpose_a=True)
+    return tf.reshape(grad, [kh, kw, cin, cout])
+
+
+@keras.saving.register_keras_serializable(package="hac_tf")
+class SmallMapConv2D(keras.layers.Conv2D):
+    """Keras ``Conv2D`` whose weight gradient on small maps is an im2col matmul.
+
+    The forward pass and the input gradient are the native ops. When the output map has at most
+    ``IM2COL_FILTER_GRAD_MAX_POSITIONS[dtype]`` positions (static shape), the kernel gradient is
+    :func:`im2col_filter_grad` — oneDNN's ``Conv2DBackpropFilter`` runs at 10-30% of the
+    machine's matmul speed on 1x1-4x4 maps (stages 3-4 at 32-96 px), the matmul does not.
+    Dilation 1, channels last, no groups (as every conv of this package).
+    """
+
+    def _use_im2col(self, inputs) -> bool:
+        limit = IM2COL_FILTER_GRAD_MAX_POSITIONS.get(inputs.dtype)
+        shape = inputs.shape
+        if limit is None or shape.rank != 4 or shape[1] is None or shape[2] is None:
+            return False
+        if self.data_format != "channels_last" or tuple(self.dilation_rate) != (1, 1) or self.groups != 1:
+            return False
+        out_h, out_w = self.compute_output_shape(tuple(shape))[1:3]
+        return out_h * out_w <= limit
+
+    def convolution_op(self, inputs, kernel):
+        if not self._use_im2col(inputs):
+            return super().convolution_op(inputs, kernel)
+        strides = [1, self.strides[0], self.strides[1], 1]
+        padding = self.padding.upper()
+
+        @tf.custom_gradient
+        def conv(x, k):
+            y = tf.nn.conv2d(x, k, strides, padding)
+
+            def grad(dy):
+                dx = tf.compat.v1.nn.conv2d_backprop_input(tf.shape(x), k, dy, strides, padding)
+                dk = im2col_filter_grad(x, dy, k.shape, self.strides, padding)
+                return dx, dk
+
+            return y, grad
+
+        return conv(inputs, tf.cast(kernel, inputs.dtype))
+
+
 def conv_layers(
     filters: int,
     kernel_size: int,
@@ -231,7 +297,7 @@ def conv_layers(
     if padding > 0 and not same:
         out.append(keras.layers.ZeroPadding2D(padding, name=f"{name}_pad"))
     out.append(
-        keras.layers.Conv2D(
+        SmallMapConv2D(
             filters,
             kernel_size,
             strides=stride,

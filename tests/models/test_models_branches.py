@@ -119,8 +119,8 @@ def test_sepconv_structure_and_params():
     kinds = [type(l).__name__ for l in sep.sep_layers]
     # stride 2: explicit PyTorch padding + valid; stride 1: "same" (symmetric, identical)
     assert kinds == [
-        "ZeroPadding2D", "DepthwiseConv2D", "Conv2D", "FusedBatchNormalization", "ReLU",
-        "DepthwiseConv2D", "Conv2D", "FusedBatchNormalization", "ReLU",
+        "ZeroPadding2D", "DepthwiseConv2D", "SmallMapConv2D", "FusedBatchNormalization", "ReLU",
+        "DepthwiseConv2D", "SmallMapConv2D", "FusedBatchNormalization", "ReLU",
     ]
     assert sep.sep_layers[1].strides == (2, 2) and sep.sep_layers[1].padding == "valid"
     assert sep.sep_layers[5].strides == (1, 1) and sep.sep_layers[5].padding == "same"

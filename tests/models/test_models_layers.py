@@ -1,7 +1,7 @@
 """FusedBatchNormalization: the fused kernel reproduces Keras' BatchNormalization exactly (up to
 float rounding) — outputs, gradients, moving statistics and inference — and falls back to the
 Keras computation where the fused kernel does not apply; stride-1 'same' convs equal the
-explicit PyTorch padding."""
+explicit PyTorch padding; SmallMapConv2D's im2col weight gradient equals the native one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hac_tf.models.layers import FusedBatchNormalization, batch_norm, conv_layers, depthwise_layers
+from hac_tf.models.layers import (
+    IM2COL_FILTER_GRAD_MAX_POSITIONS,
+    FusedBatchNormalization,
+    SmallMapConv2D,
+    batch_norm,
+    conv_layers,
+    depthwise_layers,
+)
 
 
 def _run(layer, x, cotangent):
@@ -84,7 +91,7 @@ def test_same_padded_stride1_convs_equal_explicit_padding(size):
     rng = np.random.default_rng(3)
     x = tf.constant(rng.normal(size=(2, size, size, 4)).astype(np.float32))
     conv = conv_layers(6, 3, stride=1, padding=1, name="c")
-    assert [type(l).__name__ for l in conv] == ["Conv2D"] and conv[0].padding == "same"
+    assert [type(l).__name__ for l in conv] == ["SmallMapConv2D"] and conv[0].padding == "same"
     y = conv[0](x)
     expected = tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), conv[0].kernel, 1, "VALID")
     np.testing.assert_allclose(y.numpy(), expected.numpy(), atol=1e-5)
@@ -95,5 +102,52 @@ def test_same_padded_stride1_convs_equal_explicit_padding(size):
                                       [1, 1, 1, 1], "VALID")
     np.testing.assert_allclose(y.numpy(), expected.numpy(), atol=1e-5)
     # stride 2 keeps PyTorch's symmetric padding explicitly
-    assert [type(l).__name__ for l in conv_layers(6, 3, stride=2, padding=1)] == ["ZeroPadding2D", "Conv2D"]
+    assert [type(l).__name__ for l in conv_layers(6, 3, stride=2, padding=1)] == ["ZeroPadding2D", "SmallMapConv2D"]
     assert [type(l).__name__ for l in depthwise_layers(2)] == ["ZeroPadding2D", "DepthwiseConv2D"]
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding", [
+    (1, 3, 1, "same"), (2, 3, 1, "same"), (4, 3, 2, "valid"), (3, 3, 1, "same"), (4, 1, 2, "valid"),
+    (2, 1, 1, "valid"), (9, 3, 1, "same"),
+])
+def test_small_map_conv_gradients_equal_keras_conv(size, kernel, stride, padding):
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(5, size, size, 6)).astype(np.float32))
+    ref = keras.layers.Conv2D(7, kernel, strides=stride, padding=padding, use_bias=False)
+    conv = SmallMapConv2D(7, kernel, strides=stride, padding=padding, use_bias=False)
+    ref.build(x.shape)
+    conv.build(x.shape)
+    conv.kernel.assign(ref.kernel)
+    out_positions = conv.compute_output_shape(tuple(x.shape))[1] ** 2
+    assert conv._use_im2col(x) == (out_positions <= IM2COL_FILTER_GRAD_MAX_POSITIONS[tf.float32])
+    results = []
+    for layer in (ref, conv):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * y)
+        results.append([y.numpy()] + [g.numpy() for g in tape.gradient(loss, [x, layer.kernel])])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4)
+
+
+def test_small_map_conv_bfloat16_and_unknown_sizes():
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(8, 6, 6, 4)).astype(np.float32))
+    conv = SmallMapConv2D(5, 3, padding="same", use_bias=False, dtype="mixed_bfloat16")
+    ref = keras.layers.Conv2D(5, 3, padding="same", use_bias=False, dtype="mixed_bfloat16")
+    conv.build(x.shape)
+    ref.build(x.shape)
+    conv.kernel.assign(ref.kernel)
+    assert conv._use_im2col(tf.cast(x, tf.bfloat16))  # 36 positions: within the bf16 limit
+    assert not conv._use_im2col(x)  # ... but not the fp32 one
+    grads = []
+    for layer in (ref, conv):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(layer(x), tf.float32) ** 2)
+        grads.append(tape.gradient(loss, layer.kernel).numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=0.02, atol=0.02 * np.abs(grads[0]).max())
+    # unknown spatial size (e.g. a serving signature): the native op
+    spec = tf.TensorSpec([None, None, None, 4], tf.float32)
+    graph = tf.function(conv.convolution_op).get_concrete_function(spec, tf.TensorSpec([3, 3, 4, 5])).graph
+    assert not any(op.type == "IdentityN" for op in graph.get_operations())
