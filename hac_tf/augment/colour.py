@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from hac_tf.augment.base import RecordingAugmentation, apply_to_rows, fire_float, where_images
+from hac_tf.augment.base import RecordingAugmentation, apply_to_rows, fire_float
 from hac_tf.augment.params import ParamDict
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -60,7 +60,12 @@ def adjust_hue(images: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
 # for 2048x32x32x3), and one affine step ~2x (31 vs 68 ms for 128x224x224x3): XLA fuses the luma,
 # its per-image mean, the blend and the clip into two passes over the images. Each is compiled
 # on its own (compiling the whole jitter as one cluster was slower: 580 vs 420 ms).
-_adjust_hue_xla = tf.function(adjust_hue, jit_compile=True, autograph=False, reduce_retracing=True)
+def _adjust_hue_where(images: tf.Tensor, shift: tf.Tensor, rotate: tf.Tensor) -> tf.Tensor:
+    """:func:`adjust_hue` on the images where ``rotate`` [N] is True, the others unchanged."""
+    return tf.where(tf.reshape(rotate, [-1, 1, 1, 1]), adjust_hue(images, shift), images)
+
+
+_adjust_hue_xla = tf.function(_adjust_hue_where, jit_compile=True, autograph=False, reduce_retracing=True)
 
 
 def _affine_step(images: tf.Tensor, a: tf.Tensor, g: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
@@ -76,13 +81,18 @@ _affine_step_xla = tf.function(_affine_step, jit_compile=True, autograph=False, 
 _OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
-def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
+def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor,
+                 fire: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Applies the four colour ops per image in the given order.
 
     Args:
       images: float32 [N,H,W,3].
       factors: float32 [N,4] (b, c, s, h).
       order: int32 [N,4], a permutation of (0,1,2,3) per image; step t applies op order[:, t].
+      fire: optional bool [N]: images where it is False are returned unchanged (their factors
+        must then be the identity 1, 1, 1, 0, as :class:`RecordingColorJitter` records them:
+        the affine slots are exact identities and their hue rotation is skipped in the same
+        XLA kernel, so no separate full-size select is needed).
 
     The three affine ops are one per-image blend ``clip(a*x + g*gray(x) + m*mean(gray(x)))``
     (brightness: a=b; contrast: a=c, m=1-c; saturation: a=s, g=1-s; identity: a=1, g=m=0, which
@@ -104,7 +114,7 @@ def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor) -> tf.
 
     for step in range(3):  # before the hue rotation
         x = _affine_step_xla(x, *coefficients(tf.where(step < hue_position, order[:, step], -1)))
-    x = _adjust_hue_xla(x, h)
+    x = _adjust_hue_xla(x, h, tf.ones_like(h, tf.bool) if fire is None else fire)
     for step in range(1, 4):  # after it
         x = _affine_step_xla(x, *coefficients(tf.where(step > hue_position, order[:, step], -1)))
     return x
@@ -160,8 +170,8 @@ class RecordingColorJitter(RecordingAugmentation):
         }
 
     def apply(self, images, transformation):
-        jittered = apply_jitter(images, transformation["factors"], transformation["order"])
-        return where_images(transformation["fire"], jittered, images)
+        # non-firing rows carry identity factors: apply_jitter returns them unchanged
+        return apply_jitter(images, transformation["factors"], transformation["order"], transformation["fire"])
 
     def record(self, params: ParamDict, transformation) -> ParamDict:
         params["jitter"] = transformation["factors"]
