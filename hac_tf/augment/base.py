@@ -148,6 +148,8 @@ class RecordingAugmentation(VectorizedBaseImageAugmentationLayer):
         )
         if source_index is not None:
             transformation["source_index"] = source_index
+        if inputs.get("mirror") is not None:  # a crop can flip rows for free (see ViewPolicy)
+            transformation["mirror"] = inputs["mirror"]
         out = dict(inputs)
         out["images"] = self.augment_images(images, transformation)
         out["params"] = self.record(dict(params), transformation)

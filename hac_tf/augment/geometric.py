@@ -51,13 +51,19 @@ def region_to_sampling_box(region: tf.Tensor, height: tf.Tensor, width: tf.Tenso
 
 
 def apply_crop(images: tf.Tensor, region: tf.Tensor, out_size: int,
-               source_index: tf.Tensor | None = None) -> tf.Tensor:
+               source_index: tf.Tensor | None = None, mirror: tf.Tensor | None = None) -> tf.Tensor:
     """Crops ``region`` [N,4] out of ``images`` [M,H,W,C] and resizes to [N,S,S,C] (bilinear).
 
-    Row n is cut from image ``source_index[n]`` (default: n, with M == N).
+    Row n is cut from image ``source_index[n]`` (default: n, with M == N). Rows where ``mirror``
+    (bool [N]) is True come out horizontally flipped: their sampling box runs from right to
+    left, so the flip costs nothing (equal to flipping the crop up to float rounding, < 1e-5).
     """
     shape = tf.shape(images)
     boxes = region_to_sampling_box(region, shape[1], shape[2], out_size, pad=1)
+    if mirror is not None:
+        y0, x0, y1, x1 = tf.unstack(boxes, axis=-1)
+        mirror = tf.cast(mirror, tf.bool)
+        boxes = tf.stack([y0, tf.where(mirror, x1, x0), y1, tf.where(mirror, x0, x1)], axis=-1)
     if source_index is None:
         source_index = tf.range(tf.shape(region)[0])
     padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")  # replicate the edge
@@ -134,7 +140,8 @@ class RecordingRandomResizedCrop(RecordingAugmentation):
         return {"region": region}
 
     def apply(self, images, transformation):
-        return apply_crop(images, transformation["region"], self.size, transformation.get("source_index"))
+        return apply_crop(images, transformation["region"], self.size, transformation.get("source_index"),
+                          transformation.get("mirror"))
 
     def record(self, params: ParamDict, transformation) -> ParamDict:
         params["crop"] = transformation["region"]

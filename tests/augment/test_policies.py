@@ -156,3 +156,30 @@ def test_view_dataset_is_deterministic_and_resumable():
         np.testing.assert_array_equal(a["labels"]["label"], b["labels"]["label"])
         np.testing.assert_array_equal(a["level_2"]["params_a"]["crop"], b["level_2"]["params_a"]["crop"])
     np.testing.assert_array_equal(full[1]["labels"]["label"], np.arange(8, 16))
+
+
+def test_views_are_the_recorded_crop_and_flip_of_their_source():
+    """The flip happens inside the crop (right-to-left sampling): wherever no colour/blur op
+    fired, a view equals apply_crop(source, recorded crop), mirrored iff the recorded flip."""
+    from hac_tf.augment import apply_crop
+
+    src = images(n=48, size=20, seed=3)
+    policy = AddOneViews(settings=AugmentationSettings(image_size=12, blur_probability=0.5))
+    out = policy(src, seed=tf.constant([5, 6], tf.int64))
+    source = tf.image.convert_image_dtype(src, tf.float32)
+    checked = flipped = 0
+    for level in out.values():
+        for side in ("a", "b"):
+            p = {k: v.numpy() for k, v in level[f"params_{side}"].items()}
+            expected = apply_crop(source, tf.constant(p["crop"]), 12).numpy()
+            views = level[f"view_{side}"].numpy()
+            for i in range(48):
+                untouched = (p["jitter_applied"][i, 0] == 0 and p["grayscale"][i, 0] == 0
+                             and p["blur_sigma"][i, 0] == 0)
+                if not untouched:
+                    continue
+                want = expected[i, :, ::-1] if p["flip"][i, 0] == 1 else expected[i]
+                np.testing.assert_allclose(views[i], want, atol=1e-5)
+                checked += 1
+                flipped += int(p["flip"][i, 0] == 1)
+    assert checked >= 20 and flipped >= 3  # both kinds were really compared
