@@ -112,6 +112,9 @@ def bench_row(name: str, batch_size: int) -> Dict[str, float]:
     for _ in range(FLAGS.steps):
         step(it)["loss"].numpy()
     step_s = (time.perf_counter() - t0) / FLAGS.steps
+    # peak RSS of training alone (model, optimizer state, one cached batch, the step's
+    # activations) — before the second input pipeline below adds its own buffers
+    rss_step_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     flops = 3.0 * forward_flops(trainer.model, batch)
     # input pipeline: a fresh iterator over the real view pipeline
     views2, _ = builders.train_views(config, trainer.policy, 0)
@@ -125,6 +128,7 @@ def bench_row(name: str, batch_size: int) -> Dict[str, float]:
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     return {"img_s": batch_size / step_s, "step_s": step_s, "gflop_step": flops / 1e9,
             "gflop_s": flops / step_s / 1e9, "input_img_s": input_rate, "rss_gb": rss_gb,
+            "rss_step_gb": rss_step_gb,
             "params_m": sum(int(np.prod(v.shape)) for v in trainer.model.online_variables) / 1e6}
 
 
@@ -178,7 +182,7 @@ def main(argv: List[str]) -> int:
           f"median of {FLAGS.repeats} interleaved repeat(s), {FLAGS.steps} steps each", flush=True)
     header = (f"{'row':<38} {'prec':>4} {'batch':>5} {'px':>3} {'params M':>8} {'img/s':>6} {'spread':>6} "
               f"{'x peer':>6} {'s/step':>6} {'GFLOP/step':>10} {'GFLOP/s':>7} {'%peak':>5} {'input img/s':>11} "
-              f"{'bound':>5} {'RSS GB':>6}")
+              f"{'bound':>5} {'RSS GB':>6} {'train RSS':>9}")
     print(header)
     print("-" * len(header), flush=True)
     jobs = [(name, b, p) for name in FLAGS.rows for b in ([int(x) for x in FLAGS.batch_sizes] or ROWS[name][2])
@@ -205,7 +209,7 @@ def main(argv: List[str]) -> int:
         bound = "yes" if r["input_img_s"] < 3 * med else "no"
         print(f"{name:<38} {'bf16' if p != 'float32' else 'fp32':>4} {b:>5} {px:>3} {r['params_m']:>8.1f} {med:>6.1f} "
               f"{spread:>6} {ratio:>6} {r['step_s']:>6.2f} {r['gflop_step']:>10.1f} {r['gflop_s']:>7.1f} "
-              f"{100 * r['gflop_s'] / peaks[p]:>4.0f}% {r['input_img_s']:>11.0f} {bound:>5} {r['rss_gb']:>6.2f}",
+              f"{100 * r['gflop_s'] / peaks[p]:>4.0f}% {r['input_img_s']:>11.0f} {bound:>5} {r['rss_gb']:>6.2f} {r.get('rss_step_gb', float('nan')):>9.2f}",
               flush=True)
     for (name, b, p), r in summary.items():
         base = summary.get((name + "_baseline", b, p))
@@ -214,13 +218,18 @@ def main(argv: List[str]) -> int:
                   f"of the one-level step")
     for name in FLAGS.rows:
         for p in precisions:
-            pts = sorted((b, r["rss_gb"]) for (n, b, q), r in summary.items() if n == name and q == p)
+            pts = sorted((b, r.get("rss_step_gb", r["rss_gb"])) for (n, b, q), r in summary.items()
+                         if n == name and q == p)
             if len(pts) >= 2:
-                slope = (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
-                print(f"memory {name} {p}: peak RSS {pts[0][1]:.2f} GB at batch {pts[0][0]} -> {pts[-1][1]:.2f} GB "
-                      f"at {pts[-1][0]}: {1024 * slope:.1f} MB per source image; intercept "
-                      f"{pts[0][1] - slope * pts[0][0]:.2f} GB")
-    print("input 'bound' = the view pipeline delivers < 3x the images/s the step consumes")
+                bs = np.array([b for b, _ in pts], float)
+                gb = np.array([g for _, g in pts], float)
+                slope, intercept = np.polyfit(bs, gb, 1)
+                worst = float(np.max(np.abs(gb - (slope * bs + intercept))))
+                print(f"memory {name} {p}: training peak RSS " + ", ".join(f"{g:.2f} GB at batch {b}" for b, g in pts)
+                      + f": {1024 * slope:.1f} MB per source image, intercept {intercept:.2f} GB"
+                      + (f", largest deviation from the line {1024 * worst:.0f} MB" if len(pts) > 2 else ""))
+    print("input 'bound' = the view pipeline delivers < 3x the images/s the step consumes; 'RSS GB' = peak of the "
+          "whole row (incl. the input measurement), 'train RSS' = peak before the input measurement")
     return 0
 
 
