@@ -36,7 +36,7 @@ flags.DEFINE_integer("batch_size", 64, "Batch size.")
 # --precision (float32 | mixed_bfloat16) comes from bench_train
 flags.DEFINE_integer("profile_steps", 3, "Profiled steps (after 2 warm-up steps).")
 flags.DEFINE_integer("top", 20, "How many of the slowest ops to list.")
-flags.DEFINE_list("overrides", [], "Extra config overrides (key=value).")
+flags.DEFINE_multi_string("override", [], "Extra config override key=value (repeatable).")
 
 SCOPES = ("stem", "stage1", "stage2", "stage3", "stage4", "branch", "embedding", "projector",
           "predictor", "SGD", "loss")
@@ -83,15 +83,25 @@ def _print_table(title: str, totals: Dict[str, float], steps: int, limit: int = 
 def main(argv: List[str]) -> int:
     del argv
     from hac_tf.training import builders
-    from hac_tf.training.config import load_config
+    from hac_tf.training.config import ConfigError, load_config
     from hac_tf.training.trainer import Trainer
 
+    if FLAGS.row not in bench_train.ROWS:
+        print(f"unknown row {FLAGS.row!r}; choose one of: {', '.join(bench_train.ROWS)}", file=sys.stderr)
+        return 2
+    if FLAGS.batch_size < 1 or FLAGS.profile_steps < 1:
+        print("--batch_size and --profile_steps must be at least 1", file=sys.stderr)
+        return 2
     cfg_file, overrides, _, px = bench_train.ROWS[FLAGS.row]
     overrides = overrides + [f"data.batch_size={FLAGS.batch_size}", f"data.image_size={px}",
                              f"train.mixed_precision={FLAGS.precision}", "train.max_steps=1000",
-                             "export.enabled=false"] + list(FLAGS.overrides)
-    config = load_config(cfg_file, overrides)
-    trainer = Trainer(config, tempfile.mkdtemp(prefix="profile_train_"))
+                             "export.enabled=false"] + list(FLAGS.override)
+    try:
+        config = load_config(cfg_file, overrides)
+        trainer = Trainer(config, tempfile.mkdtemp(prefix="profile_train_"))
+    except (ConfigError, ValueError) as e:  # unknown keys, out of range, inconsistent model sizes
+        print(f"bad config: {e}", file=sys.stderr)
+        return 2
     views, _ = builders.train_views(config, trainer.policy, 0)
     batch = next(iter(views))
     it = iter(tf.data.Dataset.from_tensors(batch).repeat())
@@ -122,4 +132,4 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(lambda argv: sys.exit(main(argv)))

@@ -78,9 +78,6 @@ def _affine_step(images: tf.Tensor, a: tf.Tensor, g: tf.Tensor, m: tf.Tensor) ->
 _affine_step_xla = tf.function(_affine_step, jit_compile=True, autograph=False, reduce_retracing=True)
 
 
-_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-
-
 def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor,
                  fire: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Applies the four colour ops per image in the given order.
@@ -90,9 +87,8 @@ def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor,
       factors: float32 [N,4] (b, c, s, h).
       order: int32 [N,4], a permutation of (0,1,2,3) per image; step t applies op order[:, t].
       fire: optional bool [N]: images where it is False are returned unchanged (their factors
-        must then be the identity 1, 1, 1, 0, as :class:`RecordingColorJitter` records them:
-        the affine slots are exact identities and their hue rotation is skipped in the same
-        XLA kernel, so no separate full-size select is needed).
+        and order are replaced by the identity, so the affine slots are exact identities, and
+        their hue rotation is skipped inside the XLA hue kernel: no separate full-size select).
 
     The three affine ops are one per-image blend ``clip(a*x + g*gray(x) + m*mean(gray(x)))``
     (brightness: a=b; contrast: a=c, m=1-c; saturation: a=s, g=1-s; identity: a=1, g=m=0, which
@@ -104,8 +100,15 @@ def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor,
     step and selected). Both kernels are XLA-compiled. No dynamic shapes.
     """
     x = images
-    b, c, s, h = tf.unstack(tf.cast(factors, tf.float32), axis=1)
+    factors = tf.cast(factors, tf.float32)
     order = tf.cast(order, tf.int32)
+    if fire is None:
+        fire = tf.ones([tf.shape(factors)[0]], tf.bool)
+    else:
+        fire = tf.cast(fire, tf.bool)
+        factors = tf.where(fire[:, None], factors, tf.constant([[1.0, 1.0, 1.0, 0.0]]))
+        order = tf.where(fire[:, None], order, tf.constant([[0, 1, 2, 3]], tf.int32))
+    b, c, s, h = tf.unstack(factors, axis=1)
     hue_position = tf.argmax(tf.cast(order == HUE, tf.int32), axis=1, output_type=tf.int32)  # [N]
 
     def coefficients(op: tf.Tensor):
@@ -114,7 +117,7 @@ def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor,
 
     for step in range(3):  # before the hue rotation
         x = _affine_step_xla(x, *coefficients(tf.where(step < hue_position, order[:, step], -1)))
-    x = _adjust_hue_xla(x, h, tf.ones_like(h, tf.bool) if fire is None else fire)
+    x = _adjust_hue_xla(x, h, fire)
     for step in range(1, 4):  # after it
         x = _affine_step_xla(x, *coefficients(tf.where(step > hue_position, order[:, step], -1)))
     return x
@@ -170,7 +173,6 @@ class RecordingColorJitter(RecordingAugmentation):
         }
 
     def apply(self, images, transformation):
-        # non-firing rows carry identity factors: apply_jitter returns them unchanged
         return apply_jitter(images, transformation["factors"], transformation["order"], transformation["fire"])
 
     def record(self, params: ParamDict, transformation) -> ParamDict:

@@ -96,7 +96,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         if training and self.trainable:
             y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True)
-            count = tf.cast(tf.size(x) // channels, tf.float32)
+            count = tf.cast(tf.size(x, out_type=tf.int64) // channels, tf.float32)
             variance = variance * tf.maximum(count - 1.0, 1.0) / tf.maximum(count, 1.0)  # biased, as Keras
             momentum = self.momentum
             self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))

@@ -258,3 +258,18 @@ def test_apply_to_rows_touches_only_firing_rows_and_matches_the_full_batch_op():
     np.testing.assert_allclose(out.numpy()[f], full.numpy()[f], atol=1e-6)
     none = apply_to_rows(tf.zeros([6], tf.bool), images, lambda rows, _: rows * 0.0)
     np.testing.assert_array_equal(none.numpy(), images.numpy())
+
+
+def test_apply_jitter_leaves_non_firing_images_untouched_whatever_their_factors(rng):
+    from hac_tf.augment.colour import apply_jitter
+
+    x = random_images(rng, 6, 8)
+    factors = np.tile(np.array([[1.3, 0.7, 1.2, 0.08]], np.float32), [6, 1])
+    order = np.tile(np.array([[3, 2, 1, 0]], np.int32), [6, 1])
+    fire = np.array([True, False, True, False, False, True])
+    out = apply_jitter(tf.constant(x), tf.constant(factors), tf.constant(order), tf.constant(fire)).numpy()
+    for i in range(6):
+        if fire[i]:
+            np.testing.assert_allclose(out[i], np_jitter(x[i], factors[i], order[i]), atol=2e-4)
+        else:
+            np.testing.assert_array_equal(out[i], x[i])
