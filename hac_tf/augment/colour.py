@@ -78,6 +78,17 @@ def _affine_step(images: tf.Tensor, a: tf.Tensor, g: tf.Tensor, m: tf.Tensor) ->
 _affine_step_xla = tf.function(_affine_step, jit_compile=True, autograph=False, reduce_retracing=True)
 
 
+def _grayscale_where(images: tf.Tensor, fire: tf.Tensor) -> tf.Tensor:
+    """3-channel luma on the images where ``fire`` [N] is True, the others unchanged."""
+    gray = tf.broadcast_to(to_gray(images), tf.shape(images))
+    return tf.where(tf.reshape(fire, [-1, 1, 1, 1]), gray, images)
+
+
+# One fused XLA pass over the (cache-resident, see ViewPolicy) chunk instead of gathering the
+# firing rows, converting them op by op and scattering them back.
+_grayscale_xla = tf.function(_grayscale_where, jit_compile=True, autograph=False, reduce_retracing=True)
+
+
 def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor,
                  fire: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Applies the four colour ops per image in the given order.
@@ -200,7 +211,7 @@ class RecordingRandomGrayscale(RecordingAugmentation):
         return {"fire": fire}
 
     def apply(self, images, transformation):
-        return apply_to_rows(transformation["fire"], images, lambda rows, _: tf.repeat(to_gray(rows), 3, axis=-1))
+        return _grayscale_xla(images, transformation["fire"])
 
     def record(self, params: ParamDict, transformation) -> ParamDict:
         params["grayscale"] = tf.maximum(params["grayscale"], fire_float(transformation["fire"]))

@@ -50,27 +50,51 @@ def region_to_sampling_box(region: tf.Tensor, height: tf.Tensor, width: tf.Tenso
     return tf.stack([first_y / den_h, first_x / den_w, last_y / den_h, last_x / den_w], axis=-1)
 
 
+def crop_boxes(region: tf.Tensor, height: tf.Tensor, width: tf.Tensor, out_size: int,
+               mirror: tf.Tensor | None = None) -> tf.Tensor:
+    """float32 [N,4] ``crop_and_resize`` boxes of ``region`` [N,4] in the edge-padded sources.
+
+    The sources are [M,H,W,C] images padded by one edge pixel (:func:`pad_for_crop`). Rows where
+    ``mirror`` (bool [N]) is True get a box that runs from right to left: their crop comes out
+    horizontally flipped at no cost (equal to flipping the crop up to float rounding, < 1e-5).
+    """
+    boxes = region_to_sampling_box(region, height, width, out_size, pad=1)
+    if mirror is None:
+        return boxes
+    y0, x0, y1, x1 = tf.unstack(boxes, axis=-1)
+    mirror = tf.cast(mirror, tf.bool)
+    return tf.stack([y0, tf.where(mirror, x1, x0), y1, tf.where(mirror, x0, x1)], axis=-1)
+
+
+def pad_for_crop(images: tf.Tensor) -> tf.Tensor:
+    """[M,H,W,C] -> [M,H+2,W+2,C], replicating the edge pixels.
+
+    Samples within half a pixel of the border then replicate the edge, like torchvision, instead
+    of reading crop_and_resize's zero extrapolation value.
+    """
+    return tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+
+
+def crop_padded(padded: tf.Tensor, boxes: tf.Tensor, source_index: tf.Tensor, out_size: int) -> tf.Tensor:
+    """Bilinear crops [N,S,S,C] of the padded sources: row n cut from ``padded[source_index[n]]``."""
+    out = tf.image.crop_and_resize(
+        padded, boxes, tf.cast(source_index, tf.int32), [out_size, out_size], method="bilinear"
+    )
+    return tf.cast(out, padded.dtype)
+
+
 def apply_crop(images: tf.Tensor, region: tf.Tensor, out_size: int,
                source_index: tf.Tensor | None = None, mirror: tf.Tensor | None = None) -> tf.Tensor:
     """Crops ``region`` [N,4] out of ``images`` [M,H,W,C] and resizes to [N,S,S,C] (bilinear).
 
     Row n is cut from image ``source_index[n]`` (default: n, with M == N). Rows where ``mirror``
-    (bool [N]) is True come out horizontally flipped: their sampling box runs from right to
-    left, so the flip costs nothing (equal to flipping the crop up to float rounding, < 1e-5).
+    (bool [N]) is True come out horizontally flipped (see :func:`crop_boxes`).
     """
     shape = tf.shape(images)
-    boxes = region_to_sampling_box(region, shape[1], shape[2], out_size, pad=1)
-    if mirror is not None:
-        y0, x0, y1, x1 = tf.unstack(boxes, axis=-1)
-        mirror = tf.cast(mirror, tf.bool)
-        boxes = tf.stack([y0, tf.where(mirror, x1, x0), y1, tf.where(mirror, x0, x1)], axis=-1)
+    boxes = crop_boxes(region, shape[1], shape[2], out_size, mirror)
     if source_index is None:
         source_index = tf.range(tf.shape(region)[0])
-    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")  # replicate the edge
-    out = tf.image.crop_and_resize(
-        padded, boxes, tf.cast(source_index, tf.int32), [out_size, out_size], method="bilinear"
-    )
-    return tf.cast(out, images.dtype)
+    return crop_padded(pad_for_crop(images), boxes, source_index, out_size)
 
 
 class RecordingRandomResizedCrop(RecordingAugmentation):

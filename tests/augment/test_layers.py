@@ -21,6 +21,7 @@ from hac_tf.augment import (
     apply_crop,
     region_to_sampling_box,
 )
+from hac_tf.augment.blur import apply_gaussian_blur
 from hac_tf.augment.params import PARAM_KEYS, validate_params
 
 
@@ -204,6 +205,25 @@ def test_blur_sigma_zero_iff_unchanged_and_matches_scipy(rng):
                 assert np.abs(v[i] - x[i]).max() > 1e-4
 
 
+def test_reflect_pad_equals_tf_reflect_padding(rng):
+    from hac_tf.augment.blur import reflect_pad
+
+    x = tf.constant(random_images(rng, 3, 9)[:, :, :7])
+    for axis, pad in ((1, 1), (1, 4), (2, 3), (2, 6)):
+        paddings = [[0, 0]] * 4
+        paddings[axis] = [pad, pad]
+        np.testing.assert_array_equal(reflect_pad(x, pad, axis).numpy(), tf.pad(x, paddings, mode="REFLECT").numpy())
+
+
+def test_blur_of_an_empty_batch_is_empty_not_an_error():
+    """A chunk of views where no row is blurred hands the blur zero rows."""
+    out = apply_gaussian_blur(tf.zeros([0, 16, 16, 3]), tf.zeros([0]), 5)
+    assert out.shape == (0, 16, 16, 3)
+    layer = RecordingGaussianBlur(kernel_size=5, probability=0.0)
+    x = tf.random.uniform([4, 16, 16, 3])
+    np.testing.assert_array_equal(layer({"images": x, "seed": tf.constant([1, 2])})["images"].numpy(), x.numpy())
+
+
 # ----------------------------------------------------------------------------- contract
 def test_every_layer_writes_the_full_param_dict(rng):
     x = tf.constant(random_images(rng, 4, 16))
@@ -245,7 +265,6 @@ def test_apply_to_rows_touches_only_firing_rows_and_matches_the_full_batch_op():
     """The gather/scatter fast path: firing rows equal the op applied to the whole batch (per-row
     ops, blur included), the other rows are bit-identical to the input."""
     from hac_tf.augment.base import apply_to_rows
-    from hac_tf.augment.blur import apply_gaussian_blur
 
     rng = np.random.default_rng(5)
     images = tf.constant(rng.random((6, 16, 16, 3)), tf.float32)
