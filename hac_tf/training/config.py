@@ -119,6 +119,11 @@ class TrainConfig(hyperparams.Config):
     knn_every_steps: int = 0  # 0 = only at the end
     image_summary_every_steps: int = 0  # 0 = once at the start
     deterministic_ops: bool = False
+    # CPU threads (hac_tf/training/threads.py): 0 TF's default, n threads, -1 the multi-level plan
+    # (one thread per op, levels in parallel; not the default: its gain was within noise, see
+    # docs/PERFORMANCE.md). Applied by tools/train.py at start.
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
 
 
 @dataclasses.dataclass
@@ -270,6 +275,8 @@ RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "train.epochs": (0.0, 1e6, False, True),
     "train.steps_per_epoch": (0, 1 << 31, True, True),
     "train.max_steps": (0, 1 << 31, True, True),
+    "train.intra_op_threads": (-1, 4096, True, True),
+    "train.inter_op_threads": (-1, 4096, True, True),
     "train.log_every_steps": (1, 1 << 31, True, True),
     "train.checkpoint_every_steps": (1, 1 << 31, True, True),
     "train.keep_checkpoints": (1, 1000, True, True),
