@@ -60,9 +60,10 @@ DEFAULT_ORDER: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")
 CLASSICAL_GROUPS: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")
 #: Size of the row chunks the crop and the later ops run on together (float32 view bytes).
 #: Each op reads and writes every view; on a whole 96-224 px batch (60-300 MB) that traffic
-#: goes to DRAM, while a ~2 MiB chunk stays in this CPU's L2/L3 cache from its crop to its last
-#: op. Measured on the 2-core EPYC (docs/PERFORMANCE.md): the jitter alone 584 -> 339 ms at
-#: 512x224 px and 396 -> 262 ms at 2048x96 px; no change at 32 px.
+#: goes to DRAM, while a 4 MiB chunk stays in this CPU's cache (1 MiB L2 per core, 32 MiB L3)
+#: from its crop to its last op. Measured on the 2-core EPYC (docs/PERFORMANCE.md, optimisation
+#: 6): a whole 224 / 96 px policy call 843-922 -> 673-703 ms / 691-793 -> 443-551 ms (1, 2 and
+#: 8 MiB were slower than 4); no change at 32 px.
 DEFAULT_CHUNK_BYTES: int = 4 * 1024 * 1024
 
 
@@ -263,7 +264,7 @@ class ViewPolicy:
             start = i * chunk
             return i + 1, views.write(i, rows(start, tf.minimum(start + chunk, num_rows)))
 
-        # two chunks in flight: one per core, each in its own core's L2
+        # two chunks in flight, one per core
         _, views = tf.while_loop(lambda i, _: i < num_chunks, body, [tf.constant(0), views], parallel_iterations=2)
         return tf.ensure_shape(views.concat(), [None, size, size, 3])
 
