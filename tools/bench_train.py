@@ -99,10 +99,9 @@ def bench_row(name: str, batch_size: int) -> Dict[str, float]:
                              f"train.mixed_precision={FLAGS.precision}", "train.max_steps=1000",
                              "export.enabled=false"]
     config = load_config(cfg_file, overrides)
-    from hac_tf.training.threads import configure_cpu_threads  # as tools/train.py, before any TF op
+    from hac_tf.training.threads import configure_cpu_threads_for  # as tools/train.py, before any TF op
 
-    configure_cpu_threads(config.train.intra_op_threads, config.train.inter_op_threads,
-                          len(config.model.level_depths))
+    configure_cpu_threads_for(config)
     trainer = Trainer(config, f"/tmp/bench_train/{name}_{batch_size}")
     views, _ = builders.train_views(config, trainer.policy, 0)
     batch = next(iter(views))

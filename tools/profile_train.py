@@ -84,7 +84,7 @@ def main(argv: List[str]) -> int:
     del argv
     from hac_tf.training import builders
     from hac_tf.training.config import ConfigError, load_config
-    from hac_tf.training.threads import configure_cpu_threads
+    from hac_tf.training.threads import configure_cpu_threads_for
     from hac_tf.training.trainer import Trainer
 
     if FLAGS.row not in bench_train.ROWS:
@@ -99,8 +99,7 @@ def main(argv: List[str]) -> int:
                              "export.enabled=false"] + list(FLAGS.override)
     try:
         config = load_config(cfg_file, overrides)
-        configure_cpu_threads(config.train.intra_op_threads, config.train.inter_op_threads,
-                              len(config.model.level_depths))
+        configure_cpu_threads_for(config)
         trainer = Trainer(config, tempfile.mkdtemp(prefix="profile_train_"))
     except (ConfigError, ValueError) as e:  # unknown keys, out of range, inconsistent model sizes
         print(f"bad config: {e}", file=sys.stderr)

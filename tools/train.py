@@ -48,11 +48,10 @@ def main(argv: List[str]) -> int:
 
     from hac_tf.training.run import run_experiment
     from hac_tf.training.strategy import build_strategy
-    from hac_tf.training.threads import configure_cpu_threads
+    from hac_tf.training.threads import configure_cpu_threads_for
     from hac_tf.training.trainer import CheckpointWriteError, NonFiniteLossError
 
-    configure_cpu_threads(config.train.intra_op_threads, config.train.inter_op_threads,
-                          len(config.model.level_depths))
+    configure_cpu_threads_for(config)
     strategy = build_strategy(FLAGS.strategy, FLAGS.tpu, FLAGS.num_logical_cpus)
     try:
         run_experiment(config, FLAGS.model_dir, strategy, FLAGS.mode)

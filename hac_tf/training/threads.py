@@ -79,3 +79,9 @@ def configure_cpu_threads(intra_op: int, inter_op: int, num_levels: int) -> Tupl
               tf.config.threading.get_inter_op_parallelism_threads())
     logging.info("CPU threads: intra-op %s, inter-op %s (0 = TF default)", *result)
     return result
+
+
+def configure_cpu_threads_for(config) -> Tuple[int, int]:
+    """:func:`configure_cpu_threads` with an ExperimentConfig's ``train.*_op_threads`` and levels."""
+    return configure_cpu_threads(config.train.intra_op_threads, config.train.inter_op_threads,
+                                 len(config.model.level_depths))

@@ -1,5 +1,6 @@
 """CPU thread plan (hac_tf/training/threads.py)."""
 
+import json
 import subprocess
 import sys
 
@@ -46,7 +47,8 @@ from hac_tf.training.threads import configure_cpu_threads
 first = configure_cpu_threads({intra}, {inter}, {levels})
 tf.constant(1.0) + 1.0  # TF's runtime is now initialised
 second = configure_cpu_threads(0, 3, 4)  # too late: warns, changes nothing
-print("RESULT", first, second)
+import json
+print("RESULT", json.dumps([list(first), list(second)]))
 """
 
 
@@ -64,7 +66,7 @@ def test_configure_in_a_fresh_process(intra, inter, levels, env):
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env})
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][0]
-    first, second = eval(line[len("RESULT "):].replace(") (", "), ("))
+    first, second = (tuple(v) for v in json.loads(line[len("RESULT "):]))
     plan = plan_cpu_threads(levels, cores)
     if intra == -1:
         want = (0 if env else plan[0], plan[1])  # TF's getter reports 0 for "not set here"
