@@ -37,6 +37,8 @@ flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_integer("profile_steps", 3, "Profiled steps (after 2 warm-up steps).")
 flags.DEFINE_integer("top", 20, "How many of the slowest ops to list.")
 flags.DEFINE_multi_string("override", [], "Extra config override key=value (repeatable).")
+flags.DEFINE_string("scope", "", "Also list the op types and slowest ops of this model scope only "
+                    "(one of the scopes in the table, e.g. branch, other).")
 
 SCOPES = ("stem", "stage1", "stage2", "stage3", "stage4", "branch", "embedding", "projector",
           "predictor", "SGD", "loss")
@@ -90,6 +92,10 @@ def main(argv: List[str]) -> int:
     if FLAGS.row not in bench_train.ROWS:
         print(f"unknown row {FLAGS.row!r}; choose one of: {', '.join(bench_train.ROWS)}", file=sys.stderr)
         return 2
+    scopes = sorted({"optimizer" if s == "SGD" else s for s in SCOPES} | {"other"})
+    if FLAGS.scope and FLAGS.scope not in scopes:
+        print(f"unknown scope {FLAGS.scope!r}; choose one of: {', '.join(scopes)}", file=sys.stderr)
+        return 2
     if FLAGS.batch_size < 1 or FLAGS.profile_steps < 1:
         print("--batch_size and --profile_steps must be at least 1", file=sys.stderr)
         return 2
@@ -120,16 +126,25 @@ def main(argv: List[str]) -> int:
     by_type: Dict[str, float] = collections.defaultdict(float)
     by_scope: Dict[str, float] = collections.defaultdict(float)
     by_op: Dict[str, float] = collections.defaultdict(float)
+    in_scope_type: Dict[str, float] = collections.defaultdict(float)
+    in_scope_op: Dict[str, float] = collections.defaultdict(float)
     for op_type, name, us in rows:
+        scope = _scope_of(name)
         by_type[op_type] += us
-        by_scope[_scope_of(name)] += us
+        by_scope[scope] += us
         by_op[f"{op_type} {name}"[:90]] += us
+        if scope == FLAGS.scope:
+            in_scope_type[op_type] += us
+            in_scope_op[f"{op_type} {name}"[:90]] += us
     total_ms = sum(by_type.values()) / 1000 / steps
     print(f"{FLAGS.row} batch {FLAGS.batch_size} {FLAGS.precision}: {total_ms:.0f} ms/step of op self time "
           f"(2 cores: up to 2x the wall time)")
     _print_table("by op type", by_type, steps, 25)
     _print_table("by model scope (backward ops carry their forward op's scope)", by_scope, steps)
     _print_table(f"slowest {FLAGS.top} ops", by_op, steps, FLAGS.top)
+    if FLAGS.scope:
+        _print_table(f"scope {FLAGS.scope}: by op type (share of the scope)", in_scope_type, steps, 25)
+        _print_table(f"scope {FLAGS.scope}: slowest {FLAGS.top} ops", in_scope_op, steps, FLAGS.top)
     return 0
 
 

@@ -20,7 +20,7 @@ the views of any step. Without a seed the layer draws one from its own
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 from keras_cv.layers import VectorizedBaseImageAugmentationLayer
@@ -110,6 +110,15 @@ class RecordingAugmentation(VectorizedBaseImageAugmentationLayer):
     def record(self, params: ParamDict, transformation: Dict[str, tf.Tensor]) -> ParamDict:
         raise NotImplementedError
 
+    def row_group(self, transformation: Dict[str, tf.Tensor]) -> Optional[Tuple[tf.Tensor, int]]:
+        """``(group, n)``: int32 [N] in [0, n) such that rows of one group cost this layer the same
+        work (here: whether it fires), or None. A view policy processes the rows group by group
+        in its chunks, so that most chunks are all-firing or all-skipping (see ``apply_to_rows``).
+        """
+        if "fire" not in transformation:
+            return None
+        return tf.cast(transformation["fire"], tf.int32), 2
+
     # KerasCV hooks ---------------------------------------------------------------
     def get_random_transformation_batch(self, batch_size, images=None, **kwargs):
         seed = self._stateless_seed(kwargs.get("seed"))
@@ -176,10 +185,23 @@ def apply_to_rows(
     and selecting: with the add-one policies most rows do not fire (flip fires on 1/8 of them,
     grayscale 3/20, blur 1/4), so this is several times cheaper for these full-image ops.
     Per-row ops only (the output of a row must not depend on the other rows).
+
+    Where no row fires the images are returned as they are, where all fire ``fn`` runs on them
+    directly (no gather/scatter copies): with the rows grouped by firing (``row_group``), most
+    chunks of a view policy are one or the other.
     """
-    index = tf.where(fire)[:, 0]
-    rows = tf.gather(images, index)
-    return tf.tensor_scatter_nd_update(images, index[:, tf.newaxis], fn(rows, index))
+    fire = tf.cast(fire, tf.bool)
+
+    def some() -> tf.Tensor:
+        index = tf.where(fire)[:, 0]
+        rows = tf.gather(images, index)
+        return tf.tensor_scatter_nd_update(images, index[:, tf.newaxis], fn(rows, index))
+
+    def every() -> tf.Tensor:
+        return tf.ensure_shape(fn(images, tf.range(tf.shape(images, out_type=tf.int64)[0])), images.shape)
+
+    return tf.cond(tf.reduce_all(fire), every,
+                   lambda: tf.cond(tf.reduce_any(fire), some, lambda: tf.identity(images)))
 
 
 def where_images(fire: tf.Tensor, transformed: tf.Tensor, original: tf.Tensor) -> tf.Tensor:

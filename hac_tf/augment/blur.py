@@ -120,6 +120,9 @@ class RecordingGaussianBlur(RecordingAugmentation):
         return apply_to_rows(sigma > 0.0, images,
                              lambda rows, index: apply_gaussian_blur(rows, tf.gather(sigma, index), kernel_size))
 
+    def row_group(self, transformation):
+        return tf.cast(transformation["sigma"] > 0.0, tf.int32), 2
+
     def record(self, params, transformation):
         params["blur_sigma"] = transformation["sigma"][:, None]
         return params

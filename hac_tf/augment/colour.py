@@ -13,7 +13,7 @@ gray(x) = 0.299 R + 0.587 G + 0.114 B. Images are float32 [N,H,W,3] in [0,1]; fa
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -108,7 +108,10 @@ def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor,
     identities), the hue rotation of every image once, three affine slots (slot t > k runs
     order[t]). That is the same sequence of float ops per image as the four steps in order, but
     one HSV round trip instead of four (the hue used to be computed for every image at every
-    step and selected). Both kernels are XLA-compiled. No dynamic shapes.
+    step and selected). Both kernels are XLA-compiled. No dynamic shapes. A slot that is the
+    identity on every row, and the hue kernel when no row fires, are skipped (the result is the
+    same bit for bit); a view policy groups its rows by :func:`jitter_row_group`, so that most of
+    its chunks run 3 of the 6 affine slots.
     """
     x = images
     factors = tf.cast(factors, tf.float32)
@@ -126,12 +129,29 @@ def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor,
         a = tf.where(op == BRIGHTNESS, b, tf.where(op == CONTRAST, c, tf.where(op == SATURATION, s, 1.0)))
         return a, tf.where(op == SATURATION, 1.0 - s, 0.0), tf.where(op == CONTRAST, 1.0 - c, 0.0)
 
+    def affine_slot(x: tf.Tensor, op: tf.Tensor) -> tf.Tensor:
+        # op -1 is the identity; a slot that is the identity on every row is skipped (bit-identical)
+        op = tf.where(fire, op, -1)
+        return tf.cond(tf.reduce_any(op >= 0), lambda: _affine_step_xla(x, *coefficients(op)),
+                       lambda: tf.identity(x))
+
     for step in range(3):  # before the hue rotation
-        x = _affine_step_xla(x, *coefficients(tf.where(step < hue_position, order[:, step], -1)))
-    x = _adjust_hue_xla(x, h, fire)
+        x = affine_slot(x, tf.where(step < hue_position, order[:, step], -1))
+    x = tf.cond(tf.reduce_any(fire), lambda: _adjust_hue_xla(x, h, fire), lambda: tf.identity(x))
     for step in range(1, 4):  # after it
-        x = _affine_step_xla(x, *coefficients(tf.where(step > hue_position, order[:, step], -1)))
+        x = affine_slot(x, tf.where(step > hue_position, order[:, step], -1))
     return x
+
+
+def jitter_row_group(transformation: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, int]:
+    """int32 [N] in [0, 5): 0 = not jittered, 1 + the position of the hue rotation in the order.
+
+    Rows of one group need the same affine slots of :func:`apply_jitter` (a chunk of them runs
+    3 of its 6 slots, the others being identities on every row, and none when not jittered).
+    """
+    order = tf.cast(transformation["order"], tf.int32)
+    hue_position = tf.argmax(tf.cast(order == HUE, tf.int32), axis=1, output_type=tf.int32)
+    return tf.where(tf.cast(transformation["fire"], tf.bool), hue_position + 1, 0), 5
 
 
 class RecordingColorJitter(RecordingAugmentation):
@@ -186,6 +206,9 @@ class RecordingColorJitter(RecordingAugmentation):
     def apply(self, images, transformation):
         return apply_jitter(images, transformation["factors"], transformation["order"], transformation["fire"])
 
+    def row_group(self, transformation):
+        return jitter_row_group(transformation)
+
     def record(self, params: ParamDict, transformation) -> ParamDict:
         params["jitter"] = transformation["factors"]
         params["jitter_applied"] = fire_float(transformation["fire"])
@@ -211,7 +234,8 @@ class RecordingRandomGrayscale(RecordingAugmentation):
         return {"fire": fire}
 
     def apply(self, images, transformation):
-        return _grayscale_xla(images, transformation["fire"])
+        fire = tf.cast(transformation["fire"], tf.bool)
+        return tf.cond(tf.reduce_any(fire), lambda: _grayscale_xla(images, fire), lambda: tf.identity(images))
 
     def record(self, params: ParamDict, transformation) -> ParamDict:
         params["grayscale"] = tf.maximum(params["grayscale"], fire_float(transformation["fire"]))

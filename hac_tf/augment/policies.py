@@ -249,24 +249,53 @@ class ViewPolicy:
         padded = pad_for_crop(sources)
         num_rows = tf.shape(crop["boxes"])[0]
 
-        def rows(start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
-            chunk = tf.nest.map_structure(lambda t: t[start:stop], (crop, transformations))
+        def rows(chunk: Tuple[Dict[str, tf.Tensor], List[Dict[str, tf.Tensor]]]) -> tf.Tensor:
             views = crop_padded(padded, chunk[0]["boxes"], chunk[0]["source_index"], size)
             return self._after_crop(views, chunk[1])
 
         chunk = self.chunk_rows()
         if chunk is None:
-            return rows(0, num_rows)
+            return rows((crop, transformations))
         num_chunks = (num_rows + chunk - 1) // chunk
-        views = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False, element_shape=[None, size, size, 3])
+        order = self.chunk_order(transformations)
+        if order is None:
+            views = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False,
+                                   element_shape=[None, size, size, 3])
+        else:  # one element per row, written back to its own position
+            views = tf.TensorArray(tf.float32, size=num_rows, element_shape=[size, size, 3])
 
         def body(i: tf.Tensor, views: tf.TensorArray):
             start = i * chunk
-            return i + 1, views.write(i, rows(start, tf.minimum(start + chunk, num_rows)))
+            stop = tf.minimum(start + chunk, num_rows)
+            if order is None:
+                return i + 1, views.write(i, rows(tf.nest.map_structure(lambda t: t[start:stop],
+                                                                        (crop, transformations))))
+            index = order[start:stop]
+            out = rows(tf.nest.map_structure(lambda t: tf.gather(t, index), (crop, transformations)))
+            return i + 1, views.scatter(index, out)
 
         # two chunks in flight, one per core
         _, views = tf.while_loop(lambda i, _: i < num_chunks, body, [tf.constant(0), views], parallel_iterations=2)
-        return tf.ensure_shape(views.concat(), [None, size, size, 3])
+        views = views.concat() if order is None else views.stack()
+        return tf.ensure_shape(views, [None, size, size, 3])
+
+    def chunk_order(self, transformations: List[Dict[str, tf.Tensor]]) -> Optional[tf.Tensor]:
+        """The order in which the chunks take the rows: int32 [N], or None for 0..N-1.
+
+        Rows are sorted (stably) by the after-crop layers' ``row_group`` (fires or not; for the
+        jitter also the position of its hue rotation), so that most chunks are uniform: a layer
+        that fires on no row of a chunk is skipped, one that fires on all of them runs without
+        gather/scatter, and the jitter runs 3 of its 6 affine slots. The views are written back
+        to their own rows: the order changes no output.
+        """
+        key, radix = None, 1
+        for (_, layer), transformation in zip(self._after_crop_steps(), transformations):
+            group = layer.row_group(transformation)
+            if group is None:
+                continue
+            key = group[0] * radix if key is None else key + group[0] * radix
+            radix *= group[1]
+        return None if key is None else tf.argsort(key, stable=True)
 
     # ------------------------------------------------------------------ call
     def __call__(self, images: tf.Tensor, seed: Optional[tf.Tensor] = None) -> Dict[str, Dict[str, tf.Tensor]]:

@@ -277,6 +277,46 @@ def test_apply_to_rows_touches_only_firing_rows_and_matches_the_full_batch_op():
     np.testing.assert_allclose(out.numpy()[f], full.numpy()[f], atol=1e-6)
     none = apply_to_rows(tf.zeros([6], tf.bool), images, lambda rows, _: rows * 0.0)
     np.testing.assert_array_equal(none.numpy(), images.numpy())
+    # every row fires: the op runs on the batch itself (no gather/scatter), index = 0..N-1
+    seen = []
+    every = apply_to_rows(tf.ones([6], tf.bool), images,
+                          lambda rows, index: seen.append(index) or rows + tf.cast(index, tf.float32)[:, None, None, None])
+    np.testing.assert_array_equal(every.numpy(), images.numpy() + np.arange(6, dtype=np.float32)[:, None, None, None])
+    assert seen and all(i.dtype == tf.int64 for i in seen)
+
+
+def test_apply_jitter_on_a_mixed_batch_equals_it_row_by_row(rng):
+    """The slots skipped on a uniform batch (identity on every row, e.g. all rows with the hue
+    first, or none jittered) change nothing: each row alone gives the same result as in a batch
+    that mixes every hue position, bit for bit up to XLA's rounding of the batch shape."""
+    from hac_tf.augment.colour import apply_jitter, jitter_row_group
+
+    n = 10
+    x = random_images(rng, n, 12)
+    factors = np.stack([rng.uniform(0.6, 1.4, n), rng.uniform(0.6, 1.4, n), rng.uniform(0.6, 1.4, n),
+                        rng.uniform(-0.1, 0.1, n)], 1).astype(np.float32)
+    order = np.stack([rng.permutation(4) for _ in range(n)]).astype(np.int32)
+    fire = rng.random(n) < 0.7
+    fire[:2] = [False, True]
+    batch = apply_jitter(tf.constant(x), tf.constant(factors), tf.constant(order), tf.constant(fire)).numpy()
+    group, num_groups = jitter_row_group({"order": tf.constant(order), "fire": tf.constant(fire)})
+    assert num_groups == 5
+    np.testing.assert_array_equal(group.numpy(), np.where(fire, np.argmax(order == 3, axis=1) + 1, 0))
+    for i in range(n):
+        alone = apply_jitter(tf.constant(x[i:i + 1]), tf.constant(factors[i:i + 1]), tf.constant(order[i:i + 1]),
+                             tf.constant(fire[i:i + 1])).numpy()[0]
+        np.testing.assert_allclose(alone, batch[i], atol=1e-6)
+        if fire[i]:
+            np.testing.assert_allclose(alone, np_jitter(x[i], factors[i], order[i]), atol=2e-4)
+        else:
+            np.testing.assert_array_equal(alone, x[i])
+
+
+def test_grayscale_with_no_firing_row_returns_the_images():
+    layer = RecordingRandomGrayscale(probability=0.0)
+    x = tf.random.uniform([3, 8, 8, 3], seed=1)
+    out = layer.apply(x, {"fire": tf.zeros([3], tf.bool)})
+    np.testing.assert_array_equal(out.numpy(), x.numpy())
 
 
 def test_apply_jitter_leaves_non_firing_images_untouched_whatever_their_factors(rng):

@@ -186,6 +186,35 @@ def test_views_are_the_recorded_crop_and_flip_of_their_source():
     assert checked >= 20 and flipped >= 3  # both kinds were really compared
 
 
+def test_chunks_take_the_rows_grouped_by_the_work_they_need():
+    """chunk_order is a permutation sorting the rows by (jitter group, grayscale, blur) firing."""
+    policy = AddOneViews(settings=AugmentationSettings(image_size=40, blur_probability=0.5))
+    batch_size = 16
+    num_rows = batch_size * 2 * policy.num_levels
+    settings = policy._row_settings(batch_size)
+    seed = tf.constant([3, 4], tf.int64)
+    steps = policy._after_crop_steps()
+    assert [key for key, _ in steps] == ["jitter", "gray", "blur"]
+    transformations = [layer.get_random_transformation_batch(num_rows, seed=seed, **settings[key])
+                       for key, layer in steps]
+    order = policy.chunk_order(transformations).numpy()
+    np.testing.assert_array_equal(np.sort(order), np.arange(num_rows))
+    jitter = transformations[0]
+    hue_position = np.argmax(jitter["order"].numpy() == 3, axis=1)
+    key = (np.where(jitter["fire"].numpy(), hue_position + 1, 0)
+           + 5 * transformations[1]["fire"].numpy().astype(int)
+           + 10 * (transformations[2]["sigma"].numpy() > 0).astype(int))
+    assert len(set(key)) >= 6  # a real mix of groups
+    assert np.all(np.diff(key[order]) >= 0)
+    # stable: rows of one group keep their relative order
+    for k in set(key):
+        rows = order[key[order] == k]
+        assert np.all(np.diff(rows) > 0)
+    # no layer with a group (e.g. only the crop): the natural order
+    assert TwoViews(groups=("crop_jitter",), settings=AugmentationSettings(
+        image_size=40, jitter_probability=0.0)).chunk_order([]) is None
+
+
 @pytest.mark.parametrize("policy_cls", [AddOneViews, UniformViews])
 def test_chunked_views_equal_the_whole_batch_views(policy_cls):
     """Producing the views in row chunks (cache-sized) changes nothing: same draws, same ops.
