@@ -259,25 +259,19 @@ class ViewPolicy:
         num_chunks = (num_rows + chunk - 1) // chunk
         order = self.chunk_order(transformations)
         if order is None:
-            views = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False,
-                                   element_shape=[None, size, size, 3])
-        else:  # one element per row, written back to its own position
-            views = tf.TensorArray(tf.float32, size=num_rows, element_shape=[size, size, 3])
+            order = tf.range(num_rows)
+        # one element per row, each view written back to its own position
+        views = tf.TensorArray(tf.float32, size=num_rows, element_shape=[size, size, 3])
 
         def body(i: tf.Tensor, views: tf.TensorArray):
             start = i * chunk
-            stop = tf.minimum(start + chunk, num_rows)
-            if order is None:
-                return i + 1, views.write(i, rows(tf.nest.map_structure(lambda t: t[start:stop],
-                                                                        (crop, transformations))))
-            index = order[start:stop]
+            index = order[start:tf.minimum(start + chunk, num_rows)]
             out = rows(tf.nest.map_structure(lambda t: tf.gather(t, index), (crop, transformations)))
             return i + 1, views.scatter(index, out)
 
         # two chunks in flight, one per core
         _, views = tf.while_loop(lambda i, _: i < num_chunks, body, [tf.constant(0), views], parallel_iterations=2)
-        views = views.concat() if order is None else views.stack()
-        return tf.ensure_shape(views, [None, size, size, 3])
+        return tf.ensure_shape(views.stack(), [None, size, size, 3])
 
     def chunk_order(self, transformations: List[Dict[str, tf.Tensor]]) -> Optional[tf.Tensor]:
         """The order in which the chunks take the rows: int32 [N], or None for 0..N-1.

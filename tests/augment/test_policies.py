@@ -215,6 +215,17 @@ def test_chunks_take_the_rows_grouped_by_the_work_they_need():
         image_size=40, jitter_probability=0.0)).chunk_order([]) is None
 
 
+@pytest.mark.parametrize("groups", [("crop_jitter",), ("crop_jitter", "grayscale", "blur", "flip")])
+@pytest.mark.parametrize("graph,chunk_bytes", [(False, 4096), (True, 4096), (False, 0)])
+def test_an_empty_batch_gives_empty_views(groups, graph, chunk_bytes):
+    policy = TwoViews(groups=groups, settings=AugmentationSettings(image_size=40, blur_probability=0.5),
+                      chunk_bytes=chunk_bytes)
+    call = tf.function(lambda x, s: policy(x, seed=s)) if graph else (lambda x, s: policy(x, seed=s))
+    out = call(tf.zeros([0, 48, 48, 3], tf.uint8), tf.constant([1, 2], tf.int64))
+    assert tuple(out["level_1"]["view_a"].shape) == (0, 40, 40, 3)
+    assert tuple(out["level_1"]["params_b"]["crop"].shape) == (0, 4)
+
+
 @pytest.mark.parametrize("policy_cls", [AddOneViews, UniformViews])
 def test_chunked_views_equal_the_whole_batch_views(policy_cls):
     """Producing the views in row chunks (cache-sized) changes nothing: same draws, same ops.
