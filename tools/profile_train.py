@@ -6,6 +6,7 @@ stage1..4, branches, embeddings, projectors, predictors, optimizer) and the slow
 
   python tools/profile_train.py --row=paper_r18_imagenet_stem_64 --batch_size=64
   python tools/profile_train.py --row=paper_r18_imagenet_stem_32 --precision=mixed_bfloat16 --top=30
+  python tools/profile_train.py --row=paper_r18_cifar_stem_32 --scope=branch   # one scope's ops
 
 Figures are per step (total self time of the profiled steps / steps). The profiler adds some
 overhead; use tools/bench_train.py for throughput.
