@@ -89,6 +89,11 @@ def _grayscale_where(images: tf.Tensor, fire: tf.Tensor) -> tf.Tensor:
 _grayscale_xla = tf.function(_grayscale_where, jit_compile=True, autograph=False, reduce_retracing=True)
 
 
+def _hue_position(order: tf.Tensor) -> tf.Tensor:
+    """int32 [N]: where the hue rotation comes in each row of ``order`` [N,4]."""
+    return tf.argmax(tf.cast(order == HUE, tf.int32), axis=1, output_type=tf.int32)
+
+
 def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor,
                  fire: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Applies the four colour ops per image in the given order.
@@ -123,7 +128,7 @@ def apply_jitter(images: tf.Tensor, factors: tf.Tensor, order: tf.Tensor,
         factors = tf.where(fire[:, None], factors, tf.constant([[1.0, 1.0, 1.0, 0.0]]))
         order = tf.where(fire[:, None], order, tf.constant([[0, 1, 2, 3]], tf.int32))
     b, c, s, h = tf.unstack(factors, axis=1)
-    hue_position = tf.argmax(tf.cast(order == HUE, tf.int32), axis=1, output_type=tf.int32)  # [N]
+    hue_position = _hue_position(order)
 
     def coefficients(op: tf.Tensor):
         a = tf.where(op == BRIGHTNESS, b, tf.where(op == CONTRAST, c, tf.where(op == SATURATION, s, 1.0)))
@@ -149,8 +154,7 @@ def jitter_row_group(transformation: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, i
     Rows of one group need the same affine slots of :func:`apply_jitter` (a chunk of them runs
     3 of its 6 slots, the others being identities on every row, and none when not jittered).
     """
-    order = tf.cast(transformation["order"], tf.int32)
-    hue_position = tf.argmax(tf.cast(order == HUE, tf.int32), axis=1, output_type=tf.int32)
+    hue_position = _hue_position(tf.cast(transformation["order"], tf.int32))
     return tf.where(tf.cast(transformation["fire"], tf.bool), hue_position + 1, 0), 5
 
 

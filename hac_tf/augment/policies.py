@@ -282,14 +282,15 @@ class ViewPolicy:
         gather/scatter, and the jitter runs 3 of its 6 affine slots. The views are written back
         to their own rows: the order changes no output.
         """
-        key, radix = None, 1
-        for (_, layer), transformation in zip(self._after_crop_steps(), transformations):
-            group = layer.row_group(transformation)
-            if group is None:
-                continue
-            key = group[0] * radix if key is None else key + group[0] * radix
-            radix *= group[1]
-        return None if key is None else tf.argsort(key, stable=True)
+        groups = [layer.row_group(transformation)
+                  for (_, layer), transformation in zip(self._after_crop_steps(), transformations)]
+        groups = [g for g in groups if g is not None]
+        if not groups:
+            return None
+        key, radix = groups[0][0], groups[0][1]  # mixed-radix key: one digit per layer
+        for group, num_groups in groups[1:]:
+            key, radix = key + group * radix, radix * num_groups
+        return tf.argsort(key, stable=True)
 
     # ------------------------------------------------------------------ call
     def __call__(self, images: tf.Tensor, seed: Optional[tf.Tensor] = None) -> Dict[str, Dict[str, tf.Tensor]]:

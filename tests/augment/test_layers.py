@@ -279,8 +279,12 @@ def test_apply_to_rows_touches_only_firing_rows_and_matches_the_full_batch_op():
     np.testing.assert_array_equal(none.numpy(), images.numpy())
     # every row fires: the op runs on the batch itself (no gather/scatter), index = 0..N-1
     seen = []
-    every = apply_to_rows(tf.ones([6], tf.bool), images,
-                          lambda rows, index: seen.append(index) or rows + tf.cast(index, tf.float32)[:, None, None, None])
+
+    def add_index(rows, index):
+        seen.append(index)
+        return rows + tf.cast(index, tf.float32)[:, None, None, None]
+
+    every = apply_to_rows(tf.ones([6], tf.bool), images, add_index)
     np.testing.assert_array_equal(every.numpy(), images.numpy() + np.arange(6, dtype=np.float32)[:, None, None, None])
     assert seen and all(i.dtype == tf.int64 for i in seen)
 
