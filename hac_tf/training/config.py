@@ -44,6 +44,16 @@ class DataConfig(hyperparams.Config):
     max_train_examples: int = 0  # 0 = all
     label_keys: Tuple[str, ...] = ("garment", "colour")  # labels the probes evaluate
     knn_label: str = "garment"
+    # image_folder: "auto" = class folders give labels; "none" = unlabelled images (flat or nested)
+    labels: str = "auto"
+    # labelled data for evaluation: "" = data.train_split / data.test_split of the training source;
+    # eval_data_dir: another (labelled) image folder to evaluate on (e.g. when labels: none)
+    eval_train_split: str = ""
+    eval_data_dir: Optional[str] = None
+    download: bool = False  # tfds: sources may download_and_prepare (off: an offline error names the command)
+    # sources of any size: longest side kept before batching (antialiased down-scale, aspect kept);
+    # 0 = automatic from data.image_size (see hac_tf/data/resolution.py)
+    max_source_side: int = 0
 
 
 @dataclasses.dataclass
@@ -233,6 +243,7 @@ CHOICES: Dict[str, Sequence[Any]] = {
     "optimizer.schedule": ("constant", "cosine"),
     "train.mixed_precision": ("float32", "mixed_bfloat16", "mixed_float16"),
     "data.overlay": ("digits", "shapes"),
+    "data.labels": ("auto", "none"),
     "plugins.augself.flip_rule": ("code", "per_view"),
 }
 AUG_GROUPS = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize", "viewmaker")
@@ -245,6 +256,7 @@ RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "data.batch_size": (1, 1 << 20, True, True),
     "data.shuffle_buffer": (1, 1 << 24, True, True),
     "data.max_train_examples": (0, 1 << 31, True, True),
+    "data.max_source_side": (0, 1 << 15, True, True),
     "augment.num_levels": (1, 6, True, True),
     "augment.crop_min_scale": (0.0, 1.0, False, True),
     "augment.jitter_probability": (0.0, 1.0, True, True),
@@ -320,7 +332,7 @@ CHECKED_LIST_FIELDS = (
 #: true/false; a path is checked when it is used, with a clear error).
 FREE_FIELDS = (
     "data.source", "data.data_dir", "data.train_split", "data.test_split", "data.knn_label", "export.base_dir",
-    "export.name",
+    "export.name", "data.eval_train_split", "data.eval_data_dir",
 )
 #: (brightness, contrast, saturation) factors are in [0, 10], hue in [0, 0.5] (as torchvision)
 JITTER_LIMITS = (10.0, 10.0, 10.0, 0.5)
