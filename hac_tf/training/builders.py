@@ -60,6 +60,31 @@ def labelled_source(c: ExperimentConfig, split: str, max_examples: int = 0):
     return ds, info
 
 
+def eval_source(c: ExperimentConfig, role: str, max_examples: int = 0):
+    """Labelled images for evaluation (probes, kNN): ``(dataset, SourceInfo)``.
+
+    Args:
+      role: ``"train"`` (the split the probes and the kNN memory are fitted on:
+        ``data.eval_train_split``, else ``data.train_split``) or ``"test"`` (``data.test_split``).
+        With ``data.eval_data_dir`` the images come from that labelled image folder instead of
+        the training source (its own ``train``/``test`` split).
+      max_examples: keep at most this many (0 = all).
+
+    Returns:
+      The dataset yields ``(uint8 [H, W, 3], {key: int32 []})``; ``info.split`` names the split read.
+    """
+    if role not in ("train", "test"):
+        raise ValueError(f"eval_source role must be 'train' or 'test', got {role!r}")
+    if c.data.eval_data_dir:
+        ds, info = build_source("image_folder", role, with_info=True, root=c.data.eval_data_dir,
+                                image_size=c.data.image_size)
+        if max_examples and max_examples > 0:
+            ds = ds.take(max_examples)
+        return ds, info
+    split = (c.data.eval_train_split or c.data.train_split) if role == "train" else c.data.test_split
+    return labelled_source(c, split, max_examples)
+
+
 def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) -> Tuple[tf.data.Dataset, int]:
     """Infinite, deterministic stream of view batches starting at ``start_step``.
 

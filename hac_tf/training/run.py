@@ -16,10 +16,10 @@ from hac_tf.training.config import ExperimentConfig
 from hac_tf.training.trainer import Trainer, build_model
 
 
-def _features_and_labels(encoder_fn, config: ExperimentConfig, split: str, max_examples: int):
+def _features_and_labels(encoder_fn, config: ExperimentConfig, role: str, max_examples: int):
     from hac_tf.evaluation import extract_features
 
-    src, _ = builders.labelled_source(config, split, max_examples)
+    src, _ = builders.eval_source(config, role, max_examples)
     return extract_features(encoder_fn, src, batch_size=256, progress=True)
 
 
@@ -28,8 +28,8 @@ def evaluate_encoder(encoder_fn, config: ExperimentConfig) -> Dict[str, Dict[str
     from hac_tf.evaluation import knn_accuracy, multi_task_probe
 
     e = config.eval
-    train_x, train_y = _features_and_labels(encoder_fn, config, config.data.train_split, e.probe_max_train)
-    test_x, test_y = _features_and_labels(encoder_fn, config, config.data.test_split, e.probe_max_test)
+    train_x, train_y = _features_and_labels(encoder_fn, config, "train", e.probe_max_train)
+    test_x, test_y = _features_and_labels(encoder_fn, config, "test", e.probe_max_test)
     keys = tuple(k for k in config.data.label_keys if k in train_y)
     names = [n for n in ("stage1", "stage2", "stage3", "stage4") if n in train_x]
     probe = multi_task_probe(train_x, train_y, test_x, test_y, label_keys=keys, feature_names=names)
