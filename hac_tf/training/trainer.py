@@ -91,8 +91,9 @@ class Trainer:
         keras.utils.set_random_seed(config.train.seed)
         if config.train.deterministic_ops:
             tf.config.experimental.enable_op_determinism()
-        if config.train.mixed_precision != "float32":
-            keras.mixed_precision.set_global_policy(config.train.mixed_precision)
+        # Always set (also float32): a process that trains a bf16 config and then a float32 one
+        # (a notebook, the config sweep test) must not build the second model in bf16.
+        keras.mixed_precision.set_global_policy(config.train.mixed_precision)
         self.policy = builders.view_policy(config)
         _, self.num_train_examples = builders.train_views(config, self.policy, 0)
         c = config
