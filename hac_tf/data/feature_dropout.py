@@ -1,6 +1,6 @@
 """Fashion-MNIST overlay: a multi-attribute set where two label sets compete in one image.
 
-In the spirit of the Feature Dropout datasets (Tamkin et al., NeurIPS 2023; METHODS.md 4.3:
+In the spirit of the Feature Dropout datasets (Tamkin et al., NeurIPS 2023; docs/METHODS.md#feature-dropout:
 CIFAR-10 + shapes / digits / letters overlays), every coloured Fashion-MNIST garment (labels
 ``garment`` and ``colour``, see :mod:`hac_tf.data.coloured`) gets a drawn overlay with its own
 label ``overlay``:

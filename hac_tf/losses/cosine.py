@@ -1,4 +1,4 @@
-"""Negative-cosine losses of SimSiam and BYOL (METHODS.md 1.3, 3.3)."""
+"""Negative-cosine losses of SimSiam and BYOL (docs/METHODS.md#simsiam, #byol)."""
 
 from __future__ import annotations
 

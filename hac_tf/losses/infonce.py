@@ -1,4 +1,4 @@
-"""MoCo v2 InfoNCE with a queue of negatives, optionally with MoCHi mixing (METHODS.md 2.1-2.2)."""
+"""MoCo v2 InfoNCE with a queue of negatives, optionally with MoCHi mixing (docs/METHODS.md#moco, #mochi)."""
 
 from __future__ import annotations
 

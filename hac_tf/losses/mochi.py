@@ -1,4 +1,4 @@
-"""MoCHi hard-negative mixing (Kalantidis et al., NeurIPS 2020), METHODS.md section 2.2.
+"""MoCHi hard-negative mixing (Kalantidis et al., NeurIPS 2020), docs/METHODS.md#mochi.
 
 For every query q (l2-normalised, [B, d]) and a pool of negatives ([K, d], l2-normalised):
 
@@ -51,13 +51,13 @@ class MochiConfig:
       num_hardest: N, size of the hardest-negative set per query (clipped to the pool size).
       num_mixed: s, synthetic points mixing two hardest negatives.
       num_query_mixed: s', synthetic points mixing the query with a hardest negative.
-      start_step: mixing is disabled while step < start_step (METHODS.md recommends starting
+      start_step: mixing is disabled while step < start_step (docs/METHODS.md#mochi: the paper starts
         after ~10 epochs; the method converts epochs to steps).
       detach_synthetic: stop-gradient through the synthetic points (both unofficial
         implementations do this).
       seed: if set and no explicit seed/generator is passed, draws use the stateless seed
         (seed, step), so a run is reproducible and every step draws differently.
-    Defaults are the IN-100 configuration (1024, 1024, 128), UNVERIFIED in METHODS.md.
+    Defaults are the IN-100 configuration (1024, 1024, 128), unverified (docs/METHODS.md#mochi).
     """
 
     num_hardest: int = 1024

@@ -1,4 +1,4 @@
-"""SimCLR NT-Xent and the EquiMod equivariant NT-Xent (METHODS.md section 3.3).
+"""SimCLR NT-Xent and the EquiMod equivariant NT-Xent (docs/METHODS.md#simclr, #equimod-loss).
 
 Distributed convention (any tf.distribute strategy, replica context with R > 1 replicas and
 `gather_across_replicas=True`): every replica all-gathers both views, so each of its 2b rows is
@@ -120,7 +120,7 @@ def equimod_nt_xent(
     temperature: Union[float, tf.Tensor] = 0.2,
     gather_across_replicas: bool = True,
 ) -> tf.Tensor:
-    """EquiMod equivariant NT-Xent over 4B rows (METHODS.md 3.3), float32 scalar.
+    """EquiMod equivariant NT-Xent over 4B rows (docs/METHODS.md#equimod-loss), float32 scalar.
 
     Z = concat[y_t, y_hat_t]; the positive of y_t[k] is y_hat_t[k] (and vice versa), and every
     other row, including the other view of the same image, is a negative. This is `nt_xent`

@@ -1,4 +1,4 @@
-"""BYOL: online predictions regress the EMA target's projections of the other view (§3.3, §5.4).
+"""BYOL: online predictions regress the EMA target's projections of the other view (docs/METHODS.md#byol).
 
 L = byol(p_a, sg(z'_b)) + byol(p_b, sg(z'_a)), byol(p, z) = mean(2 - 2 cos(p, z)), with z' from
 the target network (an EMA of backbone, stage branches, embeddings and projectors: "the extra

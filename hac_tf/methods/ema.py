@@ -1,7 +1,7 @@
 """EMA helpers for momentum (MoCo) and target (BYOL) encoders.
 
 * :func:`cosine_momentum` — BYOL's schedule tau(step) = 1 - (1 - tau_base) * (cos(pi*step/T) + 1) / 2
-  (tau_base at step 0, 1 at step T; METHODS.md §3.3, §5.4).
+  (tau_base at step 0, 1 at step T; docs/METHODS.md#target-networks).
 * :func:`ema_update` — ``target <- m * target + (1 - m) * online`` for paired variables.
 * :func:`copy_variables` — ``target <- online`` (initialisation of a target network).
 

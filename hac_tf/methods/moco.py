@@ -1,4 +1,4 @@
-"""MoCo v2: InfoNCE against a momentum encoder's keys and a FIFO queue per level (METHODS.md §2.1).
+"""MoCo v2: InfoNCE against a momentum encoder's keys and a FIFO queue per level (docs/METHODS.md#moco).
 
 For each level the loss is symmetrised (as in the symmetric MoCo v2 CIFAR recipe)::
 

@@ -1,4 +1,4 @@
-"""SimCLR: NT-Xent over the 2B projections of a pair (METHODS.md §3.3), optional MoCHi negatives.
+"""SimCLR: NT-Xent over the 2B projections of a pair (docs/METHODS.md#simclr), optional MoCHi negatives.
 
 Under a distribution strategy the negatives are all-gathered (``nt_xent``'s convention: each
 replica returns the mean over its own rows against the global batch).

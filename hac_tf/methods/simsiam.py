@@ -1,4 +1,4 @@
-"""SimSiam / HAC: L = 1/2 D(p_a, sg(z_b)) + 1/2 D(p_b, sg(z_a)), D = negative cosine (METHODS.md §1.3).
+"""SimSiam / HAC: L = 1/2 D(p_a, sg(z_b)) + 1/2 D(p_b, sg(z_a)), D = negative cosine (docs/METHODS.md#simsiam).
 
 The stop-gradient lives in :func:`hac_tf.losses.negative_cosine`: the projections z enter the
 loss only as constants, so gradients reach the encoder through the predictor inputs alone.

@@ -2,7 +2,7 @@
 
 A spec names the base method, the backbone and the hierarchy (which backbone depth each view level is
 contrasted at), the parameter embedding and the head sizes. Method-specific settings default to
-``None`` = "the method's default" (METHODS.md §1.3, §2.1, §3.3, §5.4); the resolved values are
+``None`` = "the method's default" (docs/METHODS.md#base-methods); the resolved values are
 available from :attr:`ModelSpec.projector`, :attr:`ModelSpec.predictor`, :meth:`ModelSpec.setting`.
 
 Per-method defaults::

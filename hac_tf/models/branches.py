@@ -1,4 +1,4 @@
-"""Stage branches: every depth k yields a feature of the backbone's final width (METHODS.md §1.2).
+"""Stage branches: every depth k yields a feature of the backbone's final width (docs/METHODS.md#stage-branches).
 
 Level k = 1..3 (:class:`StageBranch`), on the stage-k map ``[B,H,W,C_k·exp]``::
 

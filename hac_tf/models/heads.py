@@ -1,4 +1,4 @@
-"""Heads: parameter embedding, projector and predictor MLPs (METHODS.md §1.3, §3.2, §5.4).
+"""Heads: parameter embedding, projector and predictor MLPs (docs/METHODS.md#hierarchy-heads, #base-methods).
 
 * :class:`EmbeddingMLP` — the HAC "colour encoder": ``encode_fields(params, fields)`` [B, F] →
   Linear(F→out) → BN → ReLU → [B, out]. Default fields ("colour",) = the raw jitter 4-vector.

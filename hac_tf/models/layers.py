@@ -1,6 +1,6 @@
 """Shared building blocks for the backbone, the stage branches and the heads.
 
-Conventions (see DESIGN.md / METHODS.md §6):
+Conventions (see docs/METHODS.md#porting-conventions):
   * BatchNorm comes from one factory, :func:`batch_norm` (PyTorch momentum 0.1 == Keras 0.9,
     epsilon 1e-5), optionally synchronized across replicas.
   * PyTorch-style padding: an explicit ``ZeroPadding2D(pad)`` followed by a ``valid`` conv

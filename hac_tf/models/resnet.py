@@ -1,4 +1,4 @@
-"""Multi-depth ResNet backbones (18 / 34 / 50) with per-stage outputs (METHODS.md §1.2, §3.2).
+"""Multi-depth ResNet backbones (18 / 34 / 50) with per-stage outputs (docs/METHODS.md#stage-branches).
 
 torchvision layout (ResNet-50 is v1.5: the stride sits on the 3x3 conv of the bottleneck):
 

@@ -1,5 +1,5 @@
 """hac_tf.plugins: related methods as configuration switches on any applicable base method,
-with or without the hierarchy (DESIGN.md point 5, METHODS.md sections 2-5).
+with or without the hierarchy (docs/PLUGINS.md, docs/METHODS.md#plugins).
 
 Each plug-in is a frozen config (a ModelSpec field) plus, where it has weights, a Keras layer the
 ``HierarchicalContrastiveModel`` owns; the one training loop is shared by all of them.

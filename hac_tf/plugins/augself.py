@@ -1,4 +1,4 @@
-"""AugSelf (Lee et al., NeurIPS 2021) as a plug-in: METHODS.md section 5.
+"""AugSelf (Lee et al., NeurIPS 2021) as a plug-in: docs/METHODS.md#augself.
 
 Auxiliary heads predict, from the concatenated depth features of the two views of a pair, the
 *difference* of their augmentation parameters (``augself_targets``):

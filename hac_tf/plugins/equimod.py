@@ -1,4 +1,4 @@
-"""EquiMod (Devillers & Lefort, ICLR 2023) as a plug-in: METHODS.md section 3.
+"""EquiMod (Devillers & Lefort, ICLR 2023) as a plug-in: docs/METHODS.md#equimod.
 
 For every EquiMod level (default: the last view level) with backbone depth d:
 
@@ -12,7 +12,7 @@ For every EquiMod level (default: the last view level) with backbone depth d:
                                             other row (incl. the other view) is a negative
     L = L_base + lambda * L_eq
 
-Heads (METHODS.md 3.2): eq_head = [Linear(no bias) -> BN -> ReLU] x (L-1) -> Linear(no bias) ->
+Heads (docs/METHODS.md#equimod-heads): eq_head = [Linear(no bias) -> BN -> ReLU] x (L-1) -> Linear(no bias) ->
 BN(affine=False); param_projector = Linear(no bias) -> BN; predictor = Linear(no bias) ->
 BN(affine=False) on the 2*out concat. No stop-gradient on y_0.
 
@@ -69,7 +69,7 @@ EQUIMOD_FIELD_WIDTHS: Dict[str, int] = {
     "rotation": 1,
 }
 EQUIMOD_FIELDS: Tuple[str, ...] = tuple(EQUIMOD_FIELD_WIDTHS)
-#: methods EquiMod is specified for (METHODS.md 3.3)
+#: methods EquiMod is specified for (docs/METHODS.md#equimod)
 EQUIMOD_METHODS: Tuple[str, ...] = ("byol", "simclr")
 _OWNER = "EquiModConfig"
 

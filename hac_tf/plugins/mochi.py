@@ -1,4 +1,4 @@
-"""MoCHi hard-negative mixing as a plug-in: wiring only (METHODS.md section 2).
+"""MoCHi hard-negative mixing as a plug-in: wiring only (docs/METHODS.md#mochi).
 
 The mixing itself lives in :mod:`hac_tf.losses.mochi` (top-N hardest negatives on detached
 logits, s mixed negatives, s' query-mixed negatives with beta < 0.5, renormalised, never
@@ -7,7 +7,7 @@ each row's pool is every other row except itself and its positive) and ``infonce
 the queue). ``ModelSpec.mochi`` carries a :class:`~hac_tf.losses.MochiConfig`; this module turns
 the ``plugins.mochi`` config section into one:
 
-* ``start_epoch`` (METHODS.md recommends ~10) -> ``start_step = round(start_epoch * steps_per_epoch)``;
+* ``start_epoch`` (docs/METHODS.md#mochi: ~10) -> ``start_step = round(start_epoch * steps_per_epoch)``;
   before that step the loss is plain InfoNCE / NT-Xent (the gate is a ``tf.cond`` on the step).
 * ``seed < 0`` -> the training seed, so the draws are the stateless function of (seed, step) and
   a resumed run mixes exactly as an uninterrupted one.

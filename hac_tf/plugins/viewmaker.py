@@ -1,4 +1,4 @@
-"""Viewmaker networks (Tamkin et al., ICLR 2021) as a plug-in: METHODS.md section 4.1-4.2.
+"""Viewmaker networks (Tamkin et al., ICLR 2021) as a plug-in: docs/METHODS.md#viewmaker.
 
 A generator G (Johnson et al. style-transfer network) maps an image x in [0, 1] (no
 normalisation) and fresh uniform noise to y; the view is
@@ -27,7 +27,7 @@ c = 32 and R = 3 in the image configs (``base_channels`` narrows it for CPU runs
 PyTorch's default initialisation (kernel and bias U(+-1/sqrt(fan_in))). H and W must be
 multiples of 4. The generator always computes in float32.
 
-Training is an adversarial min-max (METHODS.md 4.2): the encoder minimises the contrastive loss
+Training is an adversarial min-max (docs/METHODS.md#viewmaker-training): the encoder minimises the contrastive loss
 on G's views (G frozen: its views enter as constants), then, on the same batch with a fresh forward
 and fresh noise, G's own optimizer (Adam, 1e-3) minimises ``-w * L`` (the base method's loss at the
 viewmaker levels). ``HierarchicalContrastiveModel.adversarial_loss`` provides the second pass and
@@ -169,7 +169,7 @@ def instance_norm(channels: int, name: str) -> keras.layers.GroupNormalization:
 
 
 class ViewmakerGenerator(keras.layers.Layer):
-    """The style-transfer generator of METHODS.md 4.1 (see the module docstring).
+    """The style-transfer generator of docs/METHODS.md#viewmaker-generator (see the module docstring).
 
     ``call(images, seed)``: float32 ``[B, H, W, C]`` in [0, 1] and a stateless seed (int [2]) for
     the noise channels -> ``y`` ``[B, H, W, C]`` (before tanh).

@@ -1,6 +1,6 @@
 """The training loop: one custom loop (``strategy.run``) for every tf.distribute strategy.
 
-Keras 3 ``model.fit`` fails under MultiWorkerMirroredStrategy (DESIGN.md), so this loop is used
+Keras 3 ``model.fit`` fails under MultiWorkerMirroredStrategy, so this loop is used
 everywhere. One step:
 
     per replica: loss, metrics = model.compute_loss(batch)   (loss = mean over its rows)

@@ -35,7 +35,7 @@ def ref_nt_xent(a: np.ndarray, b: np.ndarray, tau: float) -> float:
 
 
 def ref_equimod(y_t: np.ndarray, y_hat: np.ndarray, tau: float) -> float:
-    """METHODS.md 3.3 verbatim: Z = [y_t; y_hat] (4B), diag - 1e8, target i +- 2B."""
+    """docs/METHODS.md#equimod-loss verbatim: Z = [y_t; y_hat] (4B), diag - 1e8, target i +- 2B."""
     z = _normalize(np.concatenate([y_t, y_hat]).astype(np.float64))
     m = y_t.shape[0]
     sim = z @ z.T / tau - 1e8 * np.eye(2 * m)

@@ -25,7 +25,7 @@ from hac_tf.plugins import EquiModConfig, encode_equimod_params, original_view, 
 
 
 def numpy_equimod(y_t, y_hat, tau):
-    """METHODS.md 3.3: NT-Xent on Z = [y_t; y_hat] (4B rows), diagonal -1e8, target i +- 2B."""
+    """docs/METHODS.md#equimod-loss: NT-Xent on Z = [y_t; y_hat] (4B rows), diagonal -1e8, target i +- 2B."""
     z = np.concatenate([y_t, y_hat]).astype(np.float64)
     z /= np.linalg.norm(z, axis=1, keepdims=True)
     m2 = len(y_t)

@@ -27,7 +27,7 @@ def draws_for(rng, rows, n, s, sq):
 
 
 def numpy_synthetic_logits(q, pool, n, d, tau, valid=None):
-    """q.h / tau of METHODS.md 2.2, written out loop by loop (float64)."""
+    """q.h / tau of docs/METHODS.md#mochi, written out loop by loop (float64)."""
     q = unit(q.astype(np.float64))
     out = []
     for b in range(len(q)):

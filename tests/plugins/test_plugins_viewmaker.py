@@ -1,4 +1,4 @@
-"""Viewmaker plug-in: the generator of METHODS.md 4.1, the L1-sphere budget (mean |delta| = eps
+"""Viewmaker plug-in: the generator of docs/METHODS.md#viewmaker-generator, the L1-sphere budget (mean |delta| = eps
 per image), gradient isolation, the signs of the two players' steps, the add-one group hook and
 the config rules. (The end-to-end training run is in test_plugins_training.py.)"""
 
