@@ -30,3 +30,19 @@ def raw_idx_u8(path: str, count: int | None = None) -> np.ndarray:
 def element_keys(ds) -> list[str]:
     """A content fingerprint per element, to compare the orders of two datasets."""
     return [hashlib.sha1(image.tobytes()).hexdigest()[:12] for image, _ in ds.as_numpy_iterator()]
+
+
+def write_photo(path, width: int, height: int, seed: int = 0, fmt: str | None = None) -> "np.ndarray":
+    """Writes a smooth random RGB picture (JPEG or PNG by extension, or ``fmt``) with Pillow; returns its pixels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width].astype(np.float64)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    freq = rng.uniform(2, 6, 3)
+    channels = [127.5 + 127.5 * np.sin(freq[c] * (xx / width + yy / height) * np.pi + phase[c]) for c in range(3)]
+    pixels = np.clip(np.stack(channels, -1), 0, 255).astype(np.uint8)
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(pixels).save(path, fmt)
+    return pixels
