@@ -25,6 +25,7 @@ _EXPORTS = {
     "serving_layout": (
         "ExportWriteError", "VersionExistsError", "cleanup_stale_temp_dirs", "latest_version", "list_versions",
         "next_version", "parse_models_config", "read_warmup_records", "write_models_config",
+        "DEFAULT_SERVING_ROOT", "HOST_MODELS_CONFIG", "MODELS_CONFIG", "served_model_dirs", "validate_serving_root",
     ),
     "loading": (
         "OUTPUT_CHOICES", "UNSAFE_OPS", "SavedModelBackbone", "audit_graph_ops", "load_backbone", "read_metadata",
@@ -57,4 +58,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         build_export_module, export_backbone, variables_size_bytes)
     from hac_tf.export.serving_layout import (  # noqa: F401
         ExportWriteError, VersionExistsError, cleanup_stale_temp_dirs, latest_version, list_versions, next_version,
-        parse_models_config, read_warmup_records, write_models_config)
+        parse_models_config, read_warmup_records, write_models_config,
+        DEFAULT_SERVING_ROOT, HOST_MODELS_CONFIG, MODELS_CONFIG, served_model_dirs, validate_serving_root)

@@ -154,6 +154,16 @@ def _config_image_size(config: Any) -> Optional[int]:
         return None
 
 
+def _config_serving_root(config: Any) -> str:
+    """``config.export.serving_root`` (dict or Config); :data:`DEFAULT_SERVING_ROOT` when absent."""
+    try:
+        export = config.export if not isinstance(config, Mapping) else config.get("export")
+        root = export.serving_root if not isinstance(export, Mapping) else export.get("serving_root")
+    except AttributeError:
+        return layout.DEFAULT_SERVING_ROOT
+    return layout.DEFAULT_SERVING_ROOT if root is None else str(root)
+
+
 # ----------------------------------------------------------------------------- the module
 class BackboneExportModule(tf.__internal__.tracking.AutoTrackable):
     """The object saved as the SavedModel root (see the module docstring for its endpoints).
@@ -389,7 +399,10 @@ def export_backbone(
       max_batch: largest batch the serving signatures accept (recorded in the metadata).
       model_name: TF Serving model name (warmup ``model_spec.name``); None = basename of base_path.
       serving_root: how the server sees ``dirname(base_path)`` in ``models.config``
-        (see :func:`~hac_tf.export.serving_layout.write_models_config`); None = local abs path.
+        (see :func:`~hac_tf.export.serving_layout.write_models_config`); None =
+        ``config.export.serving_root`` when the config has it, else ``/models`` (the README's
+        Docker mount); ``""`` = the absolute host path. ``models.host.config`` always holds
+        the host paths.
       write_config: (re)write ``dirname(base_path)/models.config`` after publishing.
 
     Returns:
@@ -405,6 +418,8 @@ def export_backbone(
     into place (see :mod:`hac_tf.export.serving_layout`), so TF Serving never loads a partial one.
     """
     backbone = resolve_backbone(model_or_backbone)
+    serving_root = layout.validate_serving_root(
+        _config_serving_root(config) if serving_root is None else serving_root)
     if image_size is None:
         image_size = _config_image_size(config) or 32
     base_path = os.path.abspath(os.fspath(base_path))

@@ -3,7 +3,9 @@
 Layout written by :func:`hac_tf.export.export_backbone`::
 
     <base_dir>/                       e.g. saved_models/
-      models.config                   model_config_list over every model dir in <base_dir>
+      models.config                   model_config_list over every model dir in <base_dir>, with
+                                      base_paths as the server sees them (/models/<name> by default)
+      models.host.config              the same with absolute host paths (server run on this host)
       <name>/                         base_path of one model (TF Serving "model")
         1/                            a version: a complete SavedModel
           saved_model.pb  variables/  assets/
@@ -29,13 +31,17 @@ import re
 import shutil
 import socket
 import time
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from hac_tf.io_errors import describe, is_io_error
 
 MODELS_CONFIG = "models.config"
+#: models.config with absolute host paths, for a TF Serving binary run on the exporting machine
+HOST_MODELS_CONFIG = "models.host.config"
+#: where the README's ``docker run -v "$PWD/saved_models:/models"`` mounts the export dir
+DEFAULT_SERVING_ROOT = "/models"
 ASSETS_EXTRA = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
 SAVED_MODEL_PB = "saved_model.pb"
@@ -323,25 +329,47 @@ def _locked(base_dir: str) -> Iterator[None]:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-def write_models_config(base_dir: str, serving_root: Optional[str] = None) -> str:
-    """(Re)writes ``<base_dir>/models.config`` listing every model directory in ``base_dir``.
+def validate_serving_root(serving_root: Optional[str]) -> Optional[str]:
+    """Returns ``serving_root`` if it is None, ``""`` or an absolute POSIX path; else ValueError."""
+    if serving_root and not serving_root.startswith("/"):
+        raise ValueError(f"serving_root={serving_root!r} must be an absolute path as the server sees it "
+                         f"(e.g. {DEFAULT_SERVING_ROOT!r}), or '' for the absolute host path of the export dir")
+    return serving_root
 
-    Start a server with ``tensorflow_model_server --model_config_file=<base_dir>/models.config``.
-    Each entry is ``name: <dir name>``, ``base_path: <serving_root>/<dir name>``,
-    ``model_platform: "tensorflow"``. ``serving_root`` is where ``base_dir`` is seen by the server
-    (e.g. ``/models`` inside a container with ``-v $PWD/saved_models:/models``); None = the
-    absolute local path of ``base_dir``. The directory scan and the write happen under a file
-    lock and the file is replaced atomically, so concurrent exports of different models cannot
-    drop each other's entries. Returns the config path.
+
+def _model_base_path(root: str, name: str) -> str:
+    return f"{root.rstrip('/')}/{name}"
+
+
+def write_models_config(base_dir: str, serving_root: Optional[str] = None) -> str:
+    """(Re)writes ``<base_dir>/models.config`` and ``<base_dir>/models.host.config``.
+
+    Both list every model directory in ``base_dir`` as ``name: <dir name>``,
+    ``base_path: <root>/<dir name>``, ``model_platform: "tensorflow"``; they differ in the root:
+
+    * ``models.config``: ``root = serving_root``, where the server sees ``base_dir``. With
+      :data:`DEFAULT_SERVING_ROOT` (``/models``) it is the file for the container started as
+      ``docker run -v "$PWD/saved_models:/models" tensorflow/serving
+      --model_config_file=/models/models.config``. None or ``""`` = the absolute host path.
+    * ``models.host.config``: always the absolute host path of ``base_dir``, for a
+      ``tensorflow_model_server --model_config_file=<abs base_dir>/models.host.config`` run on
+      this machine.
+
+    ``serving_root`` must be None, ``""`` or an absolute POSIX path (``/``-separated, as the
+    server sees it). The directory scan and the writes happen under a file lock and each file is
+    replaced atomically, so concurrent exports of different models cannot drop each other's
+    entries. Returns the path of ``models.config``.
     """
+    validate_serving_root(serving_root)
     base_dir = os.path.abspath(base_dir)
     os.makedirs(base_dir, exist_ok=True)
-    root = base_dir if serving_root is None else serving_root.rstrip("/") or "/"
+    root = serving_root or base_dir
     path = os.path.join(base_dir, MODELS_CONFIG)
     with _locked(base_dir):
-        models = [(name, f"{root}/{name}" if root != "/" else f"/{name}")
-                  for name in list_model_dirs(base_dir)]
-        write_text_atomic(path, render_models_config(models))
+        names = list_model_dirs(base_dir)
+        write_text_atomic(path, render_models_config([(n, _model_base_path(root, n)) for n in names]))
+        write_text_atomic(os.path.join(base_dir, HOST_MODELS_CONFIG),
+                          render_models_config([(n, _model_base_path(base_dir, n)) for n in names]))
     return path
 
 
@@ -352,6 +380,40 @@ def parse_models_config(path: str):
 
     with open(path, encoding="utf-8") as f:
         return text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+
+
+def served_model_dirs(config_file: str, mounts: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Checks that a server reading ``config_file`` finds every model; returns {name: host dir}.
+
+    ``mounts`` maps directories as the server sees them to host directories, as in
+    ``docker run -v <host>:<container>`` (``{"/models": "/home/me/saved_models"}``); None or
+    ``{}`` = the server runs on this host (paths used as they are). Each ``base_path`` is mapped
+    through the longest matching mount and must then be a directory holding at least one
+    published version (a numeric directory with a ``saved_model.pb``), as TF Serving requires.
+
+    Raises:
+      ValueError: naming the config file, the model, its ``base_path`` and what is wrong (not
+        under any mount, missing directory, no published version).
+    """
+    mounts = {k.rstrip("/") or "/": v for k, v in (mounts or {}).items()}
+    out: Dict[str, str] = {}
+    for entry in parse_models_config(config_file).model_config_list.config:
+        path = entry.base_path
+        host = path if not mounts else None
+        for container in sorted(mounts, key=len, reverse=True):
+            prefix = container if container.endswith("/") else container + "/"
+            if path == container or path.startswith(prefix):
+                host = os.path.join(mounts[container], path[len(prefix):]) if path != container else mounts[container]
+                break
+        where = f"{config_file}: model {entry.name!r} base_path {path!r}"
+        if host is None:
+            raise ValueError(f"{where} is not under any mounted directory {sorted(mounts)}")
+        if not os.path.isdir(host):
+            raise ValueError(f"{where} -> {host} is not a directory")
+        if not list_versions(host):
+            raise ValueError(f"{where} -> {host} holds no published version (numeric dir with {SAVED_MODEL_PB})")
+        out[entry.name] = host
+    return out
 
 
 # ----------------------------------------------------------------------------- warmup

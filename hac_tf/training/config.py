@@ -152,6 +152,10 @@ class ExportConfig(hyperparams.Config):
     enabled: bool = True
     base_dir: str = "saved_models"
     name: str = ""  # "" = the model_dir's basename
+    # where TF Serving sees base_dir: models.config's base_paths are <serving_root>/<name>
+    # (the README's Docker mount -v $PWD/saved_models:/models); "" = absolute host paths.
+    # models.host.config next to it always holds the host paths (hac_tf/export/serving_layout.py).
+    serving_root: str = "/models"
 
 
 # --- plug-ins (hac_tf.plugins, docs/PLUGINS.md) -------------------------------------------------
@@ -332,7 +336,7 @@ CHECKED_LIST_FIELDS = (
 #: true/false; a path is checked when it is used, with a clear error).
 FREE_FIELDS = (
     "data.source", "data.data_dir", "data.train_split", "data.test_split", "data.knn_label", "export.base_dir",
-    "export.name", "data.eval_train_split", "data.eval_data_dir",
+    "export.name", "data.eval_train_split", "data.eval_data_dir", "export.serving_root",
 )
 #: (brightness, contrast, saturation) factors are in [0, 10], hue in [0, 0.5] (as torchvision)
 JITTER_LIMITS = (10.0, 10.0, 10.0, 0.5)
@@ -427,6 +431,9 @@ def _cross_checks(c: ExperimentConfig) -> None:
         raise ConfigError(f"data.label_keys={list(c.data.label_keys)} must be distinct and non-empty")
     if c.export.name and (os.sep in c.export.name or c.export.name in (".", "..")):
         raise ConfigError(f"export.name={c.export.name!r} must be a plain directory name (no '{os.sep}')")
+    if c.export.serving_root and not c.export.serving_root.startswith("/"):
+        raise ConfigError(f"export.serving_root={c.export.serving_root!r} must be an absolute path as the server "
+                          f"sees it (e.g. '/models'), or '' for the absolute host paths")
     m = c.model
     n_levels = num_view_levels(c)
     if len(m.level_depths) != n_levels:
@@ -522,8 +529,15 @@ def num_view_levels(c: ExperimentConfig) -> int:
 
 # ----------------------------------------------------------------------------- loading
 def _read_yaml(path: str) -> Dict[str, Any]:
+    """Reads a YAML config: a file path, or else the name of a shipped config (hac_tf/configs/)."""
     if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} does not exist")
+        from hac_tf.training.shipped_configs import shipped_config_names, shipped_config_path
+
+        shipped = shipped_config_path(path)
+        if shipped is None:
+            raise ConfigError(f"config file {path!r} does not exist and is not the name of a shipped config; "
+                              f"shipped configs: {', '.join(shipped_config_names())}")
+        path = shipped
     with open(path, "r", encoding="utf-8") as f:
         try:
             data = yaml.safe_load(f)

@@ -139,10 +139,18 @@ def test_models_config_lists_every_model(tmp_path):
                for c in parse_models_config(path).model_config_list.config]
     assert entries == [("alpha", str(root / "alpha"), "tensorflow"),
                        ("beta", str(root / "beta"), "tensorflow")]
+    host = [(c.name, c.base_path) for c in parse_models_config(str(root / "models.host.config"))
+            .model_config_list.config]
+    assert host == [(n, p) for n, p, _ in entries]
     write_models_config(str(root), serving_root="/models/")
     text = open(path).read()
     assert 'base_path: "/models/alpha"' in text and 'model_platform: "tensorflow"' in text
     assert text.startswith("model_config_list {")
+    assert f'base_path: "{root / "alpha"}"' in open(root / "models.host.config").read()
+    assert write_models_config(str(root), serving_root="") == path
+    assert f'base_path: "{root / "alpha"}"' in open(path).read()
+    with pytest.raises(ValueError, match="serving_root='models'.*absolute path"):
+        write_models_config(str(root), serving_root="models")
 
 
 # ----------------------------------------------------------------------------- real exports

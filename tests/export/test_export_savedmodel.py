@@ -227,6 +227,9 @@ def test_metadata(exported):
 def test_models_config(exported):
     config = parse_models_config(os.path.join(exported["base_dir"], "models.config"))
     entries = [(c.name, c.base_path, c.model_platform) for c in config.model_config_list.config]
+    assert entries == [(MODEL, f"/models/{MODEL}", "tensorflow")]  # CONFIG has no export.serving_root
+    host = parse_models_config(os.path.join(exported["base_dir"], "models.host.config"))
+    entries = [(c.name, c.base_path, c.model_platform) for c in host.model_config_list.config]
     assert entries == [(MODEL, os.path.join(exported["base_dir"], MODEL), "tensorflow")]
 
 
