@@ -2,7 +2,10 @@
 
 Images become uint8 RGB ``[H, W, 3]`` (1 channel repeated, alpha composited over black, uint16
 scaled to 8 bits); the chosen label features become an int32 labels dict. Nothing is downloaded
-unless ``download=True``.
+unless ``download=True`` (config ``data.download: true``); a dataset that is not prepared otherwise
+raises `hac_tf.data.tfds_prepare.DatasetNotPreparedError`, whose message names the command that
+prepares it (``python tools/prepare_data.py --dataset=tfds:<name>`` or ``tfds build <name>``) and,
+for datasets that need a manual download (imagenet2012), where to put the files.
 
 Pipeline: ``as_dataset -> map(convert) -> [cache] -> [shuffle] -> prefetch``. With ``cache=None``
 the decoded split is cached in memory when its size is known and fits ``max_cache_bytes``; then
@@ -23,6 +26,7 @@ from absl import logging
 from hac_tf.data import pipeline
 from hac_tf.data._tfds_compat import import_tfds
 from hac_tf.data.info import SourceInfo
+from hac_tf.data.tfds_prepare import DatasetNotPreparedError, not_prepared_message, prepare_tfds_dataset
 
 __all__ = ["tfds_source"]
 
@@ -65,13 +69,15 @@ def tfds_source(
       data_dir: TFDS data directory (None: the TFDS default).
       image_key: the image feature.
       label_keys: integer scalar features returned in the labels dict.
-      download: allow ``download_and_prepare`` when the dataset is not prepared yet.
+      download: allow ``download_and_prepare`` when the dataset is not prepared yet (datasets
+        that need a manual download also need their files in TFDS's manual_dir).
       shuffle, seed, shuffle_buffer: deterministic shuffling (see module docstring).
       cache, max_cache_bytes: in-memory caching policy (see module docstring).
       with_info: also return a `SourceInfo`.
 
     Raises:
-      FileNotFoundError: the dataset is not prepared in ``data_dir`` and ``download`` is False.
+      DatasetNotPreparedError (a FileNotFoundError): the dataset is not prepared in ``data_dir`` and
+        ``download`` is False, or its manual files are missing; the message names the fix.
       ValueError: unknown dataset, split or feature keys, or a non-scalar label.
     """
     tfds = import_tfds()
@@ -83,11 +89,8 @@ def tfds_source(
                          f"data_dir={data_dir!r}): {e}") from e
     if not builder.is_prepared():
         if not download:
-            raise FileNotFoundError(
-                f"TFDS dataset {name!r} is not prepared in {os.fspath(builder.data_dir)!r}; pass "
-                "download=True to download and prepare it, or point data_dir at a prepared copy.")
-        logging.info("Preparing TFDS dataset %r in %s (may download)", name, builder.data_dir)
-        builder.download_and_prepare()
+            raise DatasetNotPreparedError(not_prepared_message(builder, name, data_dir))
+        prepare_tfds_dataset(builder, name, data_dir)
 
     info = builder.info
     split = _resolve_split(split, list(info.splits.keys()), name)

@@ -7,14 +7,23 @@ network.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
-from hacdata_helpers import element_keys
+from hacdata_helpers import FIXTURES, FOLDER_FIXTURE, element_keys
 
 from hac_tf.data import build_source, fashion_mnist, tfds_source
 from hac_tf.data._tfds_compat import import_tfds
 from hac_tf.data.fashion_mnist import CLASS_NAMES
+from hac_tf.data.image_folder import scan_image_folder
+from hac_tf.data.tfds_prepare import DatasetNotPreparedError
+
+sys.path.insert(0, FIXTURES)
+import tfds_local_builders  # noqa: E402  (registers local_garments and local_manual_garments)
 
 tfds = import_tfds()
 FOOTWEAR = {5, 7, 9}  # sandal, sneaker, ankle boot
@@ -116,3 +125,56 @@ def test_fashion_mnist_falls_back_to_tfds(tmp_path, fixture_test, absl_records):
     assert any("falling back to tfds.load('fashion_mnist'" in r.getMessage() for r in absl_records())
     images = np.stack([image for image, _ in ds.as_numpy_iterator()])
     np.testing.assert_array_equal(images[..., 0], fixture_test[0])
+
+
+def test_offline_error_names_the_commands(tmp_path):
+    data_dir = str(tmp_path / "tfds")
+    assert not tfds.builder("mnist", data_dir=data_dir).is_prepared()
+    with pytest.raises(DatasetNotPreparedError) as err:
+        build_source("tfds:mnist", "train", data_dir=data_dir)
+    message = str(err.value)
+    assert isinstance(err.value, FileNotFoundError)
+    assert f"python tools/prepare_data.py --dataset=tfds:mnist --data_dir={data_dir}\n" in message
+    assert f"tfds build mnist --data_dir={data_dir}\n" in message
+    assert "data.download=true" in message and "MANUAL" not in message
+
+
+def test_manual_download_dataset_says_where_the_files_go(tmp_path):
+    data_dir = str(tmp_path / "tfds")
+    for download in (False, True):  # downloading cannot help: the message is the same
+        with pytest.raises(DatasetNotPreparedError) as err:
+            tfds_source("imagenet2012", "train", data_dir=data_dir, download=download)
+        message = str(err.value)
+        assert "needs a MANUAL download" in message and "ILSVRC2012_img_train.tar" in message
+        assert f"Put those files in '{os.path.join(data_dir, 'downloads', 'manual')}'" in message
+        assert f"python tools/prepare_data.py --dataset=tfds:imagenet2012 --data_dir={data_dir}" in message
+
+
+def test_download_true_prepares_a_local_builder(tmp_path, fixture_train):
+    data_dir = str(tmp_path / "tfds")
+    with pytest.raises(DatasetNotPreparedError, match="tfds build local_garments"):
+        tfds_source("local_garments", "train", data_dir=data_dir)
+    ds, info = tfds_source("local_garments", "test", data_dir=data_dir, download=True, with_info=True)
+    assert tfds.builder("local_garments", data_dir=data_dir).is_prepared()
+    expected = scan_image_folder(FOLDER_FIXTURE, "test", test_fraction=tfds_local_builders.TEST_FRACTION)
+    assert info.num_examples == len(expected.files) and info.image_shape == (None, None, 3)
+    assert info.label_names == {"label": tfds_local_builders.CLASS_NAMES}
+    assert sorted(int(labels["label"]) for _, labels in ds.as_numpy_iterator()) == sorted(expected.labels)
+    again, _ = tfds_source("local_garments", "train", data_dir=data_dir, with_info=True)  # prepared: no download
+    assert len(list(again)) == len(scan_image_folder(FOLDER_FIXTURE, "train", test_fraction=0.3).files)
+
+
+def test_manual_local_builder_needs_its_files(tmp_path):
+    data_dir = tmp_path / "tfds"
+    with pytest.raises(DatasetNotPreparedError) as err:
+        tfds_source("local_manual_garments", "train", data_dir=str(data_dir), download=True)
+    manual = data_dir / "downloads" / "manual"
+    assert f"Put those files in '{manual}' (that folder is missing or empty)" in str(err.value)
+    assert "split folders train/<class>/ and test/<class>/" in str(err.value)
+    for rel in ("ankle_boot/i000.png", "sandal/i008_rgb.png", "tshirt/i002.png", "tshirt/i001.jpeg"):
+        for split in ("train", "test"):
+            (manual / split / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(os.path.join(FOLDER_FIXTURE, rel), manual / split / rel)
+    ds, info = tfds_source("local_manual_garments", "train", data_dir=str(data_dir), download=True, with_info=True)
+    assert info.num_examples == 4
+    assert sorted(int(labels["label"]) for _, labels in ds.as_numpy_iterator()) == [0, 1, 2, 2]
