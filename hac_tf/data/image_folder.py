@@ -285,14 +285,16 @@ def scan_image_folder(
     keep_arrays_max_bytes: int | None = None,
     background: RGB = (0, 0, 0),
     num_workers: int | None = None,
+    report: bool = True,
 ) -> FolderScan:
     """Detects the layout, lists, splits and validates the files of an image folder (module docstring).
 
     The decoded arrays are kept (``FolderScan.images``) iff they take at most
     ``keep_arrays_max_bytes`` in total (None: never keep).
 
-    Logs the detected layout (info, once per process), one warning for all skipped files and one
-    for empty class folders.
+    With ``report`` (default) logs the detected layout (info, once per process), one warning for
+    all skipped files and one for empty class folders; ``report=False`` logs nothing (the caller
+    reports from the returned scan, e.g. tools/prepare_data.py).
 
     Raises:
       FileNotFoundError: ``root`` is not a directory.
@@ -310,9 +312,10 @@ def scan_image_folder(
     layout.check_split(split)
     if layout.hash_splits and split != "all" and not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1) for split {split!r}, got {test_fraction}")
-    _log_once(logging.INFO, layout.description)
-    for warning in layout.warnings:
-        _log_once(logging.WARNING, warning)
+    if report:
+        _log_once(logging.INFO, layout.description)
+        for warning in layout.warnings:
+            _log_once(logging.WARNING, warning)
     candidates, skipped = layout.candidates(split, test_fraction)
     num_unused = len(skipped)
 
@@ -341,7 +344,7 @@ def scan_image_folder(
     if not files:
         detail = _skip_message(root, skipped, total) if skipped else "no files in this split"
         raise ValueError(f"image_folder root {root!r}, split {split!r}: no decodable image at all. {detail}")
-    if skipped:
+    if skipped and report:
         new = {p: r for p, r in skipped.items() if _file_identity(p) not in _REPORTED}
         _REPORTED.update(_file_identity(p) for p in new)
         if new:
@@ -352,7 +355,7 @@ def scan_image_folder(
     class_names = layout.class_names
     present = set(label_ids)
     empty = tuple(name for i, name in enumerate(class_names) if i not in present)
-    if empty:
+    if empty and report:
         logging.warning("image_folder(%r), split %r: %d class folder(s) have no usable image and get no "
                         "examples (their label ids stay reserved): %s", root, split, len(empty), ", ".join(empty))
     shape_array = np.asarray(shapes, dtype=np.int32).reshape(-1, 2)
