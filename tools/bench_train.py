@@ -10,12 +10,22 @@ in the same run), and the input pipeline's delivered images/s (is the step input
   python tools/bench_train.py --rows=paper_r18_imagenet_stem_32 --batch_sizes=64,128
   python tools/bench_train.py --rows=paper_r18_cifar_stem_32,paper_r18_cifar_stem_32_baseline \
       --precisions=float32,mixed_bfloat16 --repeats=3
+  python tools/bench_train.py --rows=paper_r18_imagenet_stem_32 --peer_json=peer_now.json   # + "x peer"
   python tools/bench_train.py --list_rows
 
 Each (row, batch, precision) runs in a fresh process (peak RSS is that row's), repeats are
 interleaved over rows and the median is reported with the spread (noise on these machines is up
-to 20%). 'x peer' compares with the paper's official PyTorch code measured on the same kind of
-machine (issue 7; reference figures, not re-measured here).
+to 20%).
+
+Comparison with a peer implementation (e.g. the paper's official PyTorch code) only with
+--peer_json=<file>: a JSON list written by the peer's harness on this machine in the same window,
+one object per point, ``{"batch": 64, "px": 32, "precision": "float32", "variant":
+"hierarchical"|"baseline", "img_per_s": 50.5}`` (format and checks: hac_tf/peer_figures.py).
+The table then gets 'peer img/s', 'peer prec' and 'x peer' (our img/s / the peer's) for the
+paper_r18_imagenet_stem_* rows (the peer's model), matched on batch, px and variant, and on
+precision when the peer measured it (else against its float32 point; 'peer prec' says which).
+The file's path, age and point count are printed above the table. Without --peer_json there is
+no peer column: no figure from another run or machine is shown as if measured here.
 
 The compute measurement feeds one cached batch repeatedly, so it excludes input time; the input
 pipeline is measured separately in the same process.
@@ -35,6 +45,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from hac_tf.peer_figures import load_peer_figures, peer_columns  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("rows", ["cpu_default"], "Row presets (see --list_rows).")
 flags.DEFINE_list("batch_sizes", [], "Override the batch sizes of every row.")
@@ -45,6 +57,8 @@ flags.DEFINE_list("precisions", [], "Several precisions measured in the same run
 flags.DEFINE_integer("repeats", 1, "Interleaved repeats of every row (median reported).")
 flags.DEFINE_bool("list_rows", False, "List the presets and exit.")
 flags.DEFINE_string("_child", "", "Internal: measure one 'row:batch:precision' and print JSON.")
+flags.DEFINE_string("peer_json", "", "Peer figures measured in the same window (JSON list of {batch, px, "
+                    "precision, variant, img_per_s}); adds the 'x peer' column. Default: no peer column.")
 
 PAPER_HEADS = ["model.projector_hidden_dim=2048", "model.projector_out_dim=2048",
                "model.predictor_hidden_dim=512", "model.predictor_out_dim=2048", "model.embed_dim=512",
@@ -135,10 +149,8 @@ def bench_row(name: str, batch_size: int) -> Dict[str, float]:
             "params_m": sum(int(np.prod(v.shape)) for v in trainer.model.online_variables) / 1e6}
 
 
-# The paper's official PyTorch code on a 2-vCPU AVX-512 machine (issue 7): hierarchical and
-# one-level SimSiam img/s, ResNet-18 ImageNet stem, keyed by (batch, px). Reference only.
-PEER_IMG_S = {(64, 32): (50.5, 186), (128, 32): (71.3, 205), (64, 64): (25.1, 66), (128, 64): (25.1, 79),
-              (64, 96): (11.7, 38), (128, 96): (11.2, 40)}
+#: rows of the peer's model (ResNet-18, ImageNet stem): the only ones compared with --peer_json
+PEER_MODEL_ROW_PREFIX = "paper_r18_imagenet_stem_"
 
 
 def _child(spec: str) -> int:
@@ -179,12 +191,21 @@ def main(argv: List[str]) -> int:
             print(f"unknown row {name!r}; see --list_rows", file=sys.stderr)
             return 2
     precisions = FLAGS.precisions or [FLAGS.precision]
+    peer = None
+    if FLAGS.peer_json:
+        try:
+            peer = load_peer_figures(FLAGS.peer_json)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(peer.describe(), flush=True)
     peaks = {"float32": matmul_peak(tf.float32), "mixed_bfloat16": matmul_peak(tf.bfloat16)}
     print(f"cores={os.cpu_count()} tf={tf.__version__} onednn={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')} "
           f"matmul peak: fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['mixed_bfloat16']:.0f} GFLOP/s; "
           f"median of {FLAGS.repeats} interleaved repeat(s), {FLAGS.steps} steps each", flush=True)
+    peer_header = f"{'peer img/s':>10} {'peer prec':>9} {'x peer':>6} " if peer else ""
     header = (f"{'row':<38} {'prec':>4} {'batch':>5} {'px':>3} {'params M':>8} {'img/s':>6} {'spread':>6} "
-              f"{'x peer':>6} {'s/step':>6} {'GFLOP/step':>10} {'GFLOP/s':>7} {'%peak':>5} {'input img/s':>11} "
+              f"{peer_header}{'s/step':>6} {'GFLOP/step':>10} {'GFLOP/s':>7} {'%peak':>5} {'input img/s':>11} "
               f"{'bound':>5} {'RSS GB':>6} {'train RSS':>9}")
     print(header)
     print("-" * len(header), flush=True)
@@ -205,13 +226,13 @@ def main(argv: List[str]) -> int:
         r = min(runs, key=lambda x: abs(x["img_s"] - med))
         summary[(name, b, p)] = r
         px = ROWS[name][3]
-        peer = PEER_IMG_S.get((b, px))
-        is_peer_model = name.startswith("paper_r18_imagenet_stem")
-        ratio = "" if not (peer and is_peer_model) else f"{med / peer[1 if name.endswith('baseline') else 0]:.2f}"
+        cells = peer_columns(peer, name.startswith(PEER_MODEL_ROW_PREFIX), b, px,
+                             "baseline" if name.endswith("_baseline") else "hierarchical", p, med)
+        peer_cells = f"{cells[0]:>10} {cells[1]:>9} {cells[2]:>6} " if cells else ""
         spread = f"{100 * (rates[-1] - rates[0]) / med:.0f}%" if len(rates) > 1 else "-"
         bound = "yes" if r["input_img_s"] < 3 * med else "no"
         print(f"{name:<38} {'bf16' if p != 'float32' else 'fp32':>4} {b:>5} {px:>3} {r['params_m']:>8.1f} {med:>6.1f} "
-              f"{spread:>6} {ratio:>6} {r['step_s']:>6.2f} {r['gflop_step']:>10.1f} {r['gflop_s']:>7.1f} "
+              f"{spread:>6} {peer_cells}{r['step_s']:>6.2f} {r['gflop_step']:>10.1f} {r['gflop_s']:>7.1f} "
               f"{100 * r['gflop_s'] / peaks[p]:>4.0f}% {r['input_img_s']:>11.0f} {bound:>5} {r['rss_gb']:>6.2f} {r.get('rss_step_gb', float('nan')):>9.2f}",
               flush=True)
     for (name, b, p), r in summary.items():

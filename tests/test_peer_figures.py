@@ -1,0 +1,133 @@
+"""hac_tf/peer_figures.py and tools/bench_train.py --peer_json: a peer ratio only from a file
+given for this run, checked entry by entry; no peer column without it."""
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hac_tf.peer_figures import load_peer_figures, peer_columns
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POINTS = [{"batch": 64, "px": 32, "precision": "float32", "variant": "hierarchical", "img_per_s": 50.0},
+          {"batch": 64, "px": 32, "precision": "float32", "variant": "baseline", "img_per_s": 200},
+          {"batch": 64, "px": 32, "precision": "mixed_bfloat16", "variant": "hierarchical", "img_per_s": 80.0,
+           "note": "extra keys are ignored"}]
+
+
+def _write(tmp_path, data, name="peer.json"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+def test_load_match_and_columns(tmp_path):
+    figures = load_peer_figures(_write(tmp_path, POINTS))
+    assert len(figures.points) == 3
+    assert figures.match(64, 32, "hierarchical", "float32").img_per_s == 50.0
+    assert figures.match(64, 32, "hierarchical", "mixed_bfloat16").img_per_s == 80.0
+    # no bf16 point for the baseline: compared with the peer's float32 point, shown as such
+    assert peer_columns(figures, True, 64, 32, "baseline", "mixed_bfloat16", 300.0) == ["200.0", "fp32", "1.50"]
+    assert peer_columns(figures, True, 64, 32, "hierarchical", "float32", 75.0) == ["50.0", "fp32", "1.50"]
+    assert peer_columns(figures, True, 128, 32, "hierarchical", "float32", 75.0) == ["", "", ""]
+    assert peer_columns(figures, False, 64, 32, "hierarchical", "float32", 75.0) == ["", "", ""]  # other model
+    assert peer_columns(None, True, 64, 32, "hierarchical", "float32", 75.0) == []  # no file: no column
+
+
+def test_describe_names_the_file_and_flags_old_files(tmp_path):
+    path = _write(tmp_path, POINTS)
+    figures = load_peer_figures(path)
+    line = figures.describe(now=figures.written + datetime.timedelta(hours=2))
+    assert line.startswith(f"peer figures: {path} (3 points, written ") and "2.0 h before this run" in line
+    assert "WARNING" not in line
+    assert "WARNING: older than a day" in figures.describe(now=figures.written + datetime.timedelta(days=3))
+
+
+@pytest.mark.parametrize("data, message", [
+    ("{not json", "are not valid JSON"),
+    ({"batch": 64}, "must be a non-empty JSON list"),
+    ([], "must be a non-empty JSON list"),
+    ([POINTS[0], 3], "entry 1 must be an object"),
+    ([{k: v for k, v in POINTS[0].items() if k != "px"}], "entry 0 has no 'px'"),
+    ([dict(POINTS[0], batch=0)], "entry 0: batch=0 must be a positive integer"),
+    ([dict(POINTS[0], px=32.0)], "entry 0: px=32.0 must be a positive integer"),
+    ([dict(POINTS[0], precision="fp16")], "entry 0: precision='fp16' is not one of"),
+    ([dict(POINTS[0], variant="one_level")], "entry 0: variant='one_level' is not one of"),
+    ([dict(POINTS[0], img_per_s=-1)], "entry 0: img_per_s=-1 must be a positive number"),
+    ([POINTS[0], POINTS[1], POINTS[0]], "entry 2 repeats batch=64 px=32 precision=float32 variant=hierarchical"),
+])
+def test_bad_files_are_named_with_the_entry(tmp_path, data, message):
+    path = _write(tmp_path, data)
+    with pytest.raises(ValueError, match=message) as info:
+        load_peer_figures(path)
+    assert path in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ValueError, match=r"cannot read peer figures .*nope.json"):
+        load_peer_figures(str(tmp_path / "nope.json"))
+
+
+TABLE_SCRIPT = r'''
+import contextlib, importlib.util, io, json, sys
+from absl import flags
+spec = importlib.util.spec_from_file_location("bench_train", sys.argv[1])
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+measured = []
+# the measurements are replaced by fixed numbers (this checks the table and the flag, not the machine)
+bench.matmul_peak = lambda dtype, **kw: measured.append(dtype) or 100.0
+bench._run_child = lambda name, batch, precision: measured.append(name) or {
+    "img_s": 75.0, "step_s": batch / 75.0, "gflop_step": 10.0, "gflop_s": 750.0 / batch, "input_img_s": 900.0,
+    "rss_gb": 1.0, "rss_step_gb": 0.9, "params_m": 62.3}
+results = []
+for argv in json.loads(sys.argv[2]):
+    measured.clear()
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["bench_train"] + argv)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = bench.main([])
+    results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "measured": len(measured)})
+print(json.dumps(results))
+'''
+
+
+def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
+    """tools/bench_train.py's real main() and table, with the measurements replaced by fixed
+    numbers: no peer column by default; with --peer_json the file is named and the peer's model
+    rows get the ratio; a bad file stops the run (exit 2, file and entry named) before measuring."""
+    rows = ["--rows=paper_r18_imagenet_stem_32,cpu_default", "--batch_sizes=64"]
+    bad = _write(tmp_path, [dict(POINTS[0], variant="x")], "bad.json")
+    cases = [rows, rows + [f"--peer_json={_write(tmp_path, POINTS)}"], rows + [f"--peer_json={bad}"]]
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", TABLE_SCRIPT, os.path.join(REPO, "tools", "bench_train.py"),
+                           json.dumps(cases)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plain, with_peer, refused = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def table(result):
+        lines = result["stdout"].splitlines()
+        header = next(line for line in lines if line.startswith("row "))
+        return lines, header, {line.split()[0]: line.split() for line in lines
+                               if line.startswith(("paper_r18", "cpu_default"))}
+
+    assert plain["code"] == 0 and plain["measured"] == 4  # 2 matmul peaks + 2 rows
+    lines, header, cells = table(plain)
+    assert "peer" not in plain["stdout"]
+    assert "img/s" in header and "s/step" in header and "GFLOP/s" in header  # the rest of the table is kept
+    assert cells["paper_r18_imagenet_stem_32"][7] == "0.85"  # s/step right after the spread
+
+    assert with_peer["code"] == 0
+    lines, header, cells = table(with_peer)
+    assert lines[0].startswith("peer figures: ") and "3 points" in lines[0]
+    assert "peer img/s" in header and "peer prec" in header and "x peer" in header
+    # paper_r18_imagenet_stem_32 fp32 64 32 62.3 75.0 - | 50.0 fp32 1.50 | 0.85 ...
+    assert cells["paper_r18_imagenet_stem_32"][7:11] == ["50.0", "fp32", "1.50", "0.85"]
+    assert cells["cpu_default"][7] == "0.85"  # not the peer's model: empty peer cells
+
+    assert refused["code"] == 2 and refused["measured"] == 0
+    assert f"error: {bad} entry 0: variant='x'" in refused["stderr"]
