@@ -40,13 +40,25 @@ def view_policy(c: ExperimentConfig, settings: Optional[AugmentationSettings] = 
 
 
 def source_kwargs(c: ExperimentConfig) -> Dict[str, Any]:
+    """Keyword arguments of ``build_source(c.data.source, ...)`` from the data config.
+
+    image_folder: ``root`` (data.data_dir), ``labels`` (data.labels) and ``max_side`` (the canvas
+    side of the resolution stage, hac_tf/data/resolution.py): images keep their aspect ratio and
+    are only downscaled when their longer side exceeds it. tfds:<name>: ``data_dir`` and
+    ``download`` (data.download).
+    """
     kwargs: Dict[str, Any] = {}
     if c.data.source == "coloured_fashion_mnist":
         kwargs.update(num_colours=c.data.num_colours, image_size=c.data.image_size)
     if c.data.source == "fashion_mnist_overlay":  # plug-in evaluation set (hac_tf.data.feature_dropout)
         kwargs.update(num_colours=c.data.num_colours, image_size=c.data.image_size, overlay=c.data.overlay)
     if c.data.source == "image_folder":
-        kwargs["image_size"] = c.data.image_size
+        from hac_tf.data.resolution import resolve_max_source_side
+
+        kwargs.update(labels=c.data.labels,
+                      max_side=resolve_max_source_side(c.data.max_source_side, c.data.image_size))
+    if c.data.source.startswith("tfds:"):
+        kwargs["download"] = c.data.download
     if c.data.data_dir:
         kwargs["root" if c.data.source == "image_folder" else "data_dir"] = c.data.data_dir
     return kwargs

@@ -418,6 +418,14 @@ def _cross_checks(c: ExperimentConfig) -> None:
                           f"'fashion_mnist_overlay', 'image_folder', 'tfds:<builder name>']")
     if src == "image_folder" and not c.data.data_dir:
         raise ConfigError("data.data_dir must name the image folder root when data.source='image_folder'")
+    if c.data.labels == "none" and src != "image_folder":
+        raise ConfigError(f"data.labels='none' (unlabelled images) needs data.source='image_folder', not {src!r}")
+    if c.data.download and not src.startswith("tfds:"):
+        raise ConfigError(f"data.download=true applies to tfds:<builder name> sources only, not "
+                          f"data.source={src!r}")
+    if c.data.eval_data_dir and not os.path.isdir(c.data.eval_data_dir):
+        raise ConfigError(f"data.eval_data_dir={c.data.eval_data_dir!r} is not a directory (it must name a "
+                          f"labelled image folder: <root>/<class>/... or <root>/train|test/<class>/...)")
     for key in ("order", "groups"):
         bad = [g for g in getattr(c.augment, key) if g not in AUG_GROUPS]
         if bad:
