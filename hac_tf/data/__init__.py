@@ -8,7 +8,9 @@ Contract: every source returns a ``tf.data.Dataset`` of ``(image, labels)`` with
 Sources:
   fashion_mnist            offline IDX files (Debian dataset-fashion-mnist), TFDS fallback
   coloured_fashion_mnist   garment x colour labels, N hues, generated in memory
-  image_folder             root/<class>/*.{jpg,jpeg,png,bmp,gif}, bad files skipped and reported
+  image_folder             class folders, split folders (train/val/test) or unlabelled images
+                           (labels="none"), any size, bad files skipped and reported
+                           (layouts: hac_tf/data/folder_layout.py)
   tfds_source              any TFDS builder
   build_source             the registry over all of them ("tfds:<builder>" for TFDS)
 """
