@@ -9,6 +9,7 @@ Subpackages (one concept each, see DESIGN.md):
   training    config schema, strategies, optimizers, the train loop, checkpoints
   evaluation  kNN monitor, linear/multi-task probes
   export      SavedModel export for TF Serving and downstream loading
+  cli         the console scripts (hac-train, hac-evaluate, hac-export, ...)
 """
 
-__version__ = "0.1.0"
+from hac_tf._version import __version__  # noqa: F401  (single source: hac_tf/_version.py)
