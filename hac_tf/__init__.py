@@ -1,6 +1,6 @@
 """hac_tf: hierarchical augmentation-invariant contrastive pretraining for TF/Keras 3.
 
-Subpackages (one concept each, see DESIGN.md):
+Subpackages (one concept each, see README.md):
   data        dataset sources (TFDS, image folders, offline Fashion-MNIST, coloured Fashion-MNIST)
   augment     parameter-recording augmentation layers and view policies
   models      multi-depth backbones, stage branches, embedding MLP, projector/predictor
