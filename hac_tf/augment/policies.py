@@ -14,6 +14,13 @@ per-row mask (``enabled``), with per-row probability/strength overrides for the
 hierarchical-strength ablation. The crop reads straight from the B source images
 (``source_index``), so the sources are never copied 2L times.
 
+Sources of any size arrive as canvases of the resolution stage (hac_tf/data/resolution.py) with
+``extents`` int32 [B,2]: each crop is drawn inside its image's valid (h, w) region, and the
+recorded ``crop`` (y0, x0, y1, x1) is in fractions of that region -- of the original image, not
+of the canvas. Crops that shrink by 2x or more are cut from a mip atlas of the sources
+(antialiased, hac_tf/augment/geometric.py); fixed-size sources below twice the view size take
+the plain bilinear path.
+
 Augmentation groups (names used in configs):
   crop_jitter  random resized crop + colour jitter (p=0.8)
   grayscale    random grayscale (p=0.2)
@@ -27,7 +34,7 @@ Augmentation groups (names used in configs):
 The pipeline order is fixed: crop -> flip -> jitter -> grayscale -> blur -> solarize -> rotation
 (the flip is done by the crop itself, sampling the flipped rows from right to left).
 Flip commutes with the colour ops and the (symmetric) blur, and grayscale commutes with blur,
-so this order yields the same distribution as the code's per-level orders (METHODS.md 1.1; L4's
+so this order yields the same distribution as the code's per-level orders (docs/METHODS.md#hierarchy-deviations; L4's
 two independent p=0.5 flips are one p=0.5 flip).
 """
 
@@ -45,16 +52,22 @@ from hac_tf.augment.geometric import (
     RecordingRandomFlip,
     RecordingRandomResizedCrop,
     RecordingRandomRotation90,
+    atlas_boxes,
+    build_mip_atlas,
+    crop_atlas,
     crop_boxes,
+    crop_layout,
     crop_padded,
     pad_for_crop,
+    regions_in_pixels,
 )
+from hac_tf.augment.geometric import MipLayout
 from hac_tf.augment.params import identity_params
 
 GROUPS: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize", "viewmaker")
 #: groups applied by the model rather than by the data pipeline
 MODEL_GROUPS: Tuple[str, ...] = ("viewmaker",)
-#: the paper code's add-one order (METHODS.md 1.1)
+#: the paper code's add-one order (docs/METHODS.md#add-one-views)
 DEFAULT_ORDER: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")
 #: the classical SimCLR/SimSiam pipeline
 CLASSICAL_GROUPS: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")
@@ -237,20 +250,23 @@ class ViewPolicy:
         return images
 
     def _make_views(self, sources: tf.Tensor, crop: Dict[str, tf.Tensor],
-                    transformations: List[Dict[str, tf.Tensor]]) -> tf.Tensor:
+                    transformations: List[Dict[str, tf.Tensor]], layout: Optional[MipLayout] = None) -> tf.Tensor:
         """All N = 2L*B views [N,S,S,3], produced chunk by chunk (crop, then the later ops).
 
         Args:
-          sources: float32 [B,H,W,3].
-          crop: {"boxes": [N,4] boxes in the edge-padded sources, "source_index": int32 [N]}.
+          sources: float32 [B,H,W,3]; with a ``layout``, uint8 or float32 [B,H,W,3].
+          crop: {"boxes": [N,4] boxes in the edge-padded sources (with a ``layout``: in their mip
+            atlas), "source_index": int32 [N]}.
           transformations: one dict of [N,...] tensors per after-crop step.
+          layout: None, or the mip-atlas layout the views are cut from (antialiased crops).
         """
         size = self.settings.image_size
-        padded = pad_for_crop(sources)
+        padded = pad_for_crop(sources) if layout is None else build_mip_atlas(sources, layout)
+        cut = crop_padded if layout is None else crop_atlas
         num_rows = tf.shape(crop["boxes"])[0]
 
         def rows(chunk: Tuple[Dict[str, tf.Tensor], List[Dict[str, tf.Tensor]]]) -> tf.Tensor:
-            views = crop_padded(padded, chunk[0]["boxes"], chunk[0]["source_index"], size)
+            views = cut(padded, chunk[0]["boxes"], chunk[0]["source_index"], size)
             return self._after_crop(views, chunk[1])
 
         chunk = self.chunk_rows()
@@ -293,13 +309,26 @@ class ViewPolicy:
         return tf.argsort(key, stable=True)
 
     # ------------------------------------------------------------------ call
-    def __call__(self, images: tf.Tensor, seed: Optional[tf.Tensor] = None) -> Dict[str, Dict[str, tf.Tensor]]:
-        """uint8 [B,H,W,3] (or float in [0,1]) -> level dict (see module docstring)."""
+    def __call__(self, images: tf.Tensor, seed: Optional[tf.Tensor] = None,
+                 extents: Optional[tf.Tensor] = None) -> Dict[str, Dict[str, tf.Tensor]]:
+        """uint8 [B,H,W,3] (or float in [0,1]) -> level dict (see module docstring).
+
+        ``extents``: optional int32 [B,2], the valid (h, w) of each image, which then is a canvas
+        of the resolution stage (hac_tf/data/resolution.py): the image in its top-left h x w
+        pixels, edge-replicated beyond. None = every image is valid in full. The crops are drawn
+        and recorded relative to the valid regions (see RecordingRandomResizedCrop). Sources of
+        2x the view size or more (and all canvases) are cropped from a mip atlas (antialiased,
+        hac_tf/augment/geometric.py); smaller fixed-size sources take the plain bilinear path.
+        """
         images = tf.convert_to_tensor(images)
         if images.shape.rank != 4 or (images.shape[-1] is not None and images.shape[-1] != 3):
             raise ValueError(f"view policy expects a batch of RGB images [B,H,W,3], got shape {images.shape}")
+        if extents is not None:
+            extents = tf.ensure_shape(tf.cast(extents, tf.int32), [images.shape[0], 2])
+        layout = crop_layout(images, self.settings.image_size, extents)
         if images.dtype == tf.uint8:
-            images = tf.image.convert_image_dtype(images, tf.float32)
+            if layout is None:  # the atlas path crops the uint8 sources (a quarter of the memory)
+                images = tf.image.convert_image_dtype(images, tf.float32)
         elif images.dtype.is_floating:
             images = tf.cast(images, tf.float32)
         else:
@@ -322,7 +351,9 @@ class ViewPolicy:
         flip = None
         if "flip" in self.groups_used() and self._flip.probability > 0.0:
             flip = self._flip.get_random_transformation_batch(num_rows, seed=seed, **rows["flip"])
-        crop = self._crop.get_random_transformation_batch(num_rows, images=images, seed=seed, **rows["crop"])
+        row_extents = None if extents is None else tf.tile(extents, [num_views, 1])  # row r: source r % B
+        crop = self._crop.get_random_transformation_batch(num_rows, images=images, seed=seed, extents=row_extents,
+                                                          **rows["crop"])
         steps = self._after_crop_steps()
         transformations = [layer.get_random_transformation_batch(num_rows, seed=seed, **rows[key])
                            for key, layer in steps]
@@ -333,11 +364,17 @@ class ViewPolicy:
         for (_, layer), transformation in zip(steps, transformations):
             params = layer.record(params, transformation)
 
-        shape = tf.shape(images)
-        boxes = crop_boxes(crop["region"], shape[1], shape[2], self.settings.image_size,
-                           None if flip is None else flip["fire"])
+        mirror = None if flip is None else flip["fire"]
+        if layout is None:
+            shape = tf.shape(images)
+            boxes = crop_boxes(crop["region"], shape[1], shape[2], self.settings.image_size, mirror)
+        else:
+            if row_extents is None:
+                row_extents = tf.tile(tf.constant([layout.level_shapes[0]], tf.int32), [num_rows, 1])
+            boxes = atlas_boxes(regions_in_pixels(crop["region"], row_extents), layout, self.settings.image_size,
+                                mirror)
         source_index = tf.tile(tf.range(batch_size), [num_views])
-        views = self._make_views(images, {"boxes": boxes, "source_index": source_index}, transformations)
+        views = self._make_views(images, {"boxes": boxes, "source_index": source_index}, transformations, layout)
 
         views = tf.split(views, num_views, axis=0)
         params = {k: tf.split(v, num_views, axis=0) for k, v in params.items()}

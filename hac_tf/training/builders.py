@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from hac_tf.augment import AugmentationSettings, build_policy, make_view_dataset
 from hac_tf.augment.policies import ViewPolicy
-from hac_tf.data import build_source
+from hac_tf.data import build_source, resolution
 from hac_tf.training.config import ExperimentConfig
 
 
@@ -83,7 +83,10 @@ def eval_source(c: ExperimentConfig, role: str, max_examples: int = 0):
       max_examples: keep at most this many (0 = all).
 
     Returns:
-      The dataset yields ``(uint8 [H, W, 3], {key: int32 []})``; ``info.split`` names the split read.
+      The dataset yields ``(uint8 [S, S, 3], {key: int32 []})``, S = ``data.image_size``: images
+      of another size go through the evaluation resize (hac_tf/data/resolution.py: shorter side
+      to S, antialiased, then the centre S x S), and ``info.image_shape`` is then (S, S, 3);
+      ``info.split`` names the split read.
     """
     if role not in ("train", "test"):
         raise ValueError(f"eval_source role must be 'train' or 'test', got {role!r}")
@@ -92,9 +95,14 @@ def eval_source(c: ExperimentConfig, role: str, max_examples: int = 0):
                                 image_size=c.data.image_size)
         if max_examples and max_examples > 0:
             ds = ds.take(max_examples)
-        return ds, info
-    split = (c.data.eval_train_split or c.data.train_split) if role == "train" else c.data.test_split
-    return labelled_source(c, split, max_examples)
+    else:
+        split = (c.data.eval_train_split or c.data.train_split) if role == "train" else c.data.test_split
+        ds, info = labelled_source(c, split, max_examples)
+    size = c.data.image_size
+    if resolution.needs_evaluation_stage(info.image_shape, size):
+        ds = resolution.evaluation_stage(ds, size)
+        info = dataclasses.replace(info, image_shape=(size, size, 3))
+    return ds, info
 
 
 def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) -> Tuple[tf.data.Dataset, int]:
@@ -106,8 +114,13 @@ def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) ->
 
     Iterate the returned dataset ONCE (a second iterator would see other epoch orders).
     Returns (dataset, number of source examples).
+
+    Sources whose images are not all of one size <= ``data.max_source_side`` go through the
+    training resolution stage (hac_tf/data/resolution.py: canvases + extents; the crops are
+    drawn inside each image's extent); fixed-size sources that fit are batched as they are.
     """
     src, info = labelled_source(c, c.data.train_split, c.data.max_train_examples)
+    max_side = resolution.resolve_max_source_side(c.data.max_source_side, c.data.image_size)
     n = info.num_examples if not c.data.max_train_examples else min(info.num_examples, c.data.max_train_examples)
     if n < c.data.batch_size:
         raise ValueError(f"the training split has {n} images, fewer than one batch "
@@ -116,9 +129,11 @@ def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) ->
     # reshuffle_each_iteration ties epoch e's order to (seed, number of iterators made on this
     # dataset object before): callers must iterate a dataset returned here exactly once.
     src = src.shuffle(min(c.data.shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True).repeat()
-    views = make_view_dataset(src, policy, c.data.batch_size, seed=seed, start_batch=start_step)
-
+    if resolution.needs_training_stage(info.image_shape, max_side):
+        src = resolution.training_stage(src, max_side)  # after the shuffle: the buffer holds no canvases
     keep = ("images",) if c.plugins.equimod.enabled else ()  # EquiMod's x_0: the source images
+    views = make_view_dataset(src, policy, c.data.batch_size, seed=seed, start_batch=start_step,
+                              keep_images=bool(keep))
 
     def strip(batch):
         return {k: v for k, v in batch.items() if k.startswith("level_") or k in keep}
