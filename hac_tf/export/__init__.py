@@ -5,8 +5,9 @@
     load_backbone(path, trainable=False, output="embedding") -> Keras 3 layer
 
 Modules: :mod:`~hac_tf.export.savedmodel` (the exported signatures/endpoints, metadata),
-:mod:`~hac_tf.export.serving_layout` (versions, atomic publish, models.config, warmup records)
-and :mod:`~hac_tf.export.loading` (loading for Keras 3).
+:mod:`~hac_tf.export.serving_layout` (versions, atomic publish, models.config and
+models.host.config, warmup records), :mod:`~hac_tf.export.loading` (loading for Keras 3) and
+:mod:`~hac_tf.export.serving_client` (REST/gRPC requests to TF Serving; ``hac-serving-client``).
 
 Names are imported lazily, so ``hac_tf.export.serving_layout`` can be used without importing
 TensorFlow or Keras.
