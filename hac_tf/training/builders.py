@@ -53,10 +53,8 @@ def source_kwargs(c: ExperimentConfig) -> Dict[str, Any]:
     if c.data.source == "fashion_mnist_overlay":  # plug-in evaluation set (hac_tf.data.feature_dropout)
         kwargs.update(num_colours=c.data.num_colours, image_size=c.data.image_size, overlay=c.data.overlay)
     if c.data.source == "image_folder":
-        from hac_tf.data.resolution import resolve_max_source_side
-
         kwargs.update(labels=c.data.labels,
-                      max_side=resolve_max_source_side(c.data.max_source_side, c.data.image_size))
+                      max_side=resolution.resolve_max_source_side(c.data.max_source_side, c.data.image_size))
     if c.data.source.startswith("tfds:"):
         kwargs["download"] = c.data.download
     if c.data.data_dir:
