@@ -6,7 +6,6 @@ format and error handling against canned answers."""
 
 import http.server
 import json
-import os
 import threading
 from concurrent import futures
 
