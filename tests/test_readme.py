@@ -30,7 +30,12 @@ picked up by itself):
   ``-v`` mounts (``$PWD`` = the workspace), names model directories that hold a published
   version (:func:`hac_tf.export.served_model_dirs`). Serving-client commands must use the
   host ports the docker command publishes. Docker itself is not run (no engine here).
+* ``tensorflow_model_server ...`` (on the host): known flags; its ``--model_config_file``
+  (``$PWD`` = the workspace) must list servable model directories as they are on this host.
+* ``pip install ...``: not run (network); requirement files and the extras named must exist.
 * Anything else fails: add a rule here or mark the block.
+
+``HAC_README=<file>`` checks another markdown file (e.g. a draft of the README) the same way.
 
 A block preceded by ``<!-- readme-test: skip <reason> -->`` (the line right above the opening
 fence) is not checked; the reason is required.
@@ -59,7 +64,8 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(REPO, "README.md")
+#: the README checked; HAC_README=<draft.md> checks a draft (its commands run against this checkout)
+README = os.environ.get("HAC_README") or os.path.join(REPO, "README.md")
 FIXTURE_FMNIST = os.path.join(REPO, "tests", "fixtures", "fashion_mnist")
 SHELL_LANGS = ("bash", "sh", "shell")
 SKIP_MARK = re.compile(r"^<!--\s*readme-test:\s*skip\b\s*(.*?)\s*-->$")
@@ -523,6 +529,10 @@ def test_readme_command(command, request):
         return _check_docker(command, request.getfixturevalue("workspace"), where)
     if argv[0] == "bash" and len(argv) > 1 and argv[1].endswith(".sh"):
         return _check_script(argv[1], where)
+    if argv[0] == "tensorflow_model_server":
+        return _check_host_model_server(command, request.getfixturevalue("workspace"), where)
+    if argv[:2] == ["pip", "install"] or argv[:4] == ["python", "-m", "pip", "install"]:
+        return _check_pip_install(argv[argv.index("install") + 1:], where)
     ep = entry_point(argv)
     assert ep is not None, (f"{where}: unknown command; teach tests/test_readme.py about it, or put "
                             f"'<!-- readme-test: skip <reason> -->' above its block")
@@ -567,6 +577,48 @@ def _check_script(script: str, where: str) -> None:
         ep = entry_point(argv)
         if ep is not None:
             check_flags(ep, f"{script}:{inner.line} (run by {where})")
+
+
+def _check_pip_install(args: List[str], where: str) -> None:
+    """Not run (no network in tests): the checkout, its extras and requirement files must exist."""
+    import tomllib
+
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        extras = set(tomllib.load(f).get("project", {}).get("optional-dependencies", {}))
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-r", "--requirement", "-c", "--constraint"):
+            i += 1
+            assert os.path.isfile(os.path.join(REPO, args[i])), f"{where}: {args[i]} does not exist"
+        elif arg in ("-e", "--editable", "-U", "--upgrade", "-q", "--quiet", "--no-deps"):
+            pass
+        elif not arg.startswith("-"):
+            m = re.match(r"^(\.|hac[-_]tf)(\[([\w,-]+)\])?$", arg)
+            if m:
+                missing = set((m.group(3) or "").split(",")) - extras - {""}
+                assert not missing, f"{where}: extras {sorted(missing)} are not in pyproject.toml ({sorted(extras)})"
+        i += 1
+
+
+def _check_host_model_server(command: Command, workspace, where: str) -> None:
+    """``tensorflow_model_server`` run on the host (not run: no binary here): known flags, and
+    the models.config it names ($PWD = the workspace) lists servable model directories."""
+    from hac_tf.export import served_model_dirs
+
+    flags = {}
+    for arg in command.argv[1:]:
+        assert arg.startswith("--"), f"{where}: unexpected argument {arg!r}"
+        name, eq, value = arg[2:].partition("=")
+        flags[name] = value if eq else None
+    unknown = sorted(set(flags) - TF_SERVING_FLAGS)
+    assert not unknown, f"{where}: not tensorflow_model_server flags: {unknown}"
+    config = flags.get("model_config_file")
+    assert config, f"{where}: expected --model_config_file"
+    root = workspace["root"]
+    host_config = os.path.join(root, _expand_pwd(config, root))
+    assert os.path.isfile(host_config), f"{where}: {config} -> {host_config} was not written by the export"
+    assert "quickstart" in served_model_dirs(host_config), f"{where}: the quickstart export is not served"
 
 
 def _check_docker(command: Command, workspace, where: str) -> None:
@@ -643,3 +695,6 @@ def test_parsing_rules():
     assert _expand_pwd("$PWD/m", "/w") == "/w/m" and _expand_pwd("${PWD}/m", "/w") == "/w/m"
     with pytest.raises(AssertionError, match="skip needs a reason"):
         readme_blocks("<!-- readme-test: skip -->\n```bash\nls\n```\n")
+    _check_pip_install(["-e", ".[dev]"], "x")
+    with pytest.raises(AssertionError, match=r"extras \['gpu'\] are not in pyproject.toml"):
+        _check_pip_install([".[gpu]"], "x")
