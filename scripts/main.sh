@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-export TF_CPP_MIN_LOG_LEVEL=2
-CONFIG="${CONFIG:-configs/cfmnist_simsiam_hierarchical.yaml}"
+# The console scripts are quiet (no TensorFlow C++ log lines); add --verbose to see them.
+CONFIG="${CONFIG:-cfmnist_simsiam_hierarchical}"  # a shipped config name (hac_tf/configs/) or a YAML path
 MODEL_DIR="${MODEL_DIR:-runs/quickstart}"
-python tools/show_views.py --out="$MODEL_DIR/views.png" --blur_probability=0.5
-python tools/train.py --config_file="$CONFIG" --model_dir="$MODEL_DIR" "$@"
+hac-views --out="$MODEL_DIR/views.png" --blur_probability=0.5
+hac-train --config_file="$CONFIG" --model_dir="$MODEL_DIR" "$@"
 echo "views: $MODEL_DIR/views.png | report: $MODEL_DIR/eval/ | TensorBoard: tensorboard --logdir $MODEL_DIR"
