@@ -123,6 +123,9 @@ class TrainConfig(hyperparams.Config):
     max_steps: int = 0  # 0 = epochs * steps_per_epoch
     seed: int = 0
     mixed_precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    # mixed_float16 only: dynamic loss scaling (hac_tf/training/loss_scaling.py)
+    loss_scale_initial: float = 32768.0  # 2**15; halved on every step with inf/NaN gradients
+    loss_scale_growth_steps: int = 2000  # doubled after this many consecutive finite steps
     log_every_steps: int = 10
     checkpoint_every_steps: int = 100
     keep_checkpoints: int = 3
@@ -293,6 +296,8 @@ RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "train.max_steps": (0, 1 << 31, True, True),
     "train.intra_op_threads": (-1, 4096, True, True),
     "train.inter_op_threads": (-1, 4096, True, True),
+    "train.loss_scale_initial": (0.0, 2.0 ** 48, False, True),  # larger only adds skipped steps
+    "train.loss_scale_growth_steps": (1, 1 << 31, True, True),
     "train.log_every_steps": (1, 1 << 31, True, True),
     "train.checkpoint_every_steps": (1, 1 << 31, True, True),
     "train.keep_checkpoints": (1, 1000, True, True),

@@ -32,6 +32,7 @@ from absl import logging
 from hac_tf.io_errors import describe
 from hac_tf.training import builders
 from hac_tf.training.config import ExperimentConfig, to_yaml
+from hac_tf.training.loss_scaling import DynamicLossScale
 from hac_tf.training.optim import WarmupCosine, apply_weight_decay, build_optimizer, peak_learning_rate
 from hac_tf.training.progress import MetricsLog, ProgressBar, Summaries
 from hac_tf.training.strategy import is_chief
@@ -131,11 +132,27 @@ class Trainer:
                 self.adv_optimizer = keras.optimizers.Adam(self.model.adversarial_learning_rate,
                                                            name="adversarial_adam")
                 self.adv_optimizer.build(self.adv_vars)
+            # float16 only: dynamic loss scaling, one scale per backward pass (loss_scaling.py):
+            # main + predictor optimizers share one, the Viewmaker adversary has its own.
+            self.loss_scale: Optional[DynamicLossScale] = None
+            self.adv_loss_scale: Optional[DynamicLossScale] = None
+            if c.train.mixed_precision == "mixed_float16":
+                scale_args = (c.train.loss_scale_initial, c.train.loss_scale_growth_steps)
+                self.loss_scale = DynamicLossScale(*scale_args, name="loss_scale")
+                if self.adv_vars:
+                    self.adv_loss_scale = DynamicLossScale(*scale_args, name="adversarial_loss_scale")
+                logging.info("mixed_float16: dynamic loss scaling on (initial scale %g, doubled after %d finite "
+                             "steps, halved with the step skipped on inf/NaN gradients)",
+                             c.train.loss_scale_initial, c.train.loss_scale_growth_steps)
         trackables: Dict[str, Any] = dict(model=self.model, optimizer=self.optimizer, step=self.global_step)
         if self.pred_optimizer is not None:
             trackables["predictor_optimizer"] = self.pred_optimizer
         if self.adv_optimizer is not None:
             trackables["adversarial_optimizer"] = self.adv_optimizer
+        if self.loss_scale is not None:  # so a resumed float16 run continues with the same scale
+            trackables["loss_scale"] = self.loss_scale
+        if self.adv_loss_scale is not None:
+            trackables["adversarial_loss_scale"] = self.adv_loss_scale
         self.checkpoint = tf.train.Checkpoint(**trackables)
         ckpt_dir = os.path.join(model_dir, "checkpoints")
         if not self.chief:  # other workers write to a scratch dir (collective save), removed later
@@ -153,6 +170,8 @@ class Trainer:
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("restored %s (step %d)", latest, int(self.global_step.numpy()))
+            if self.loss_scale is not None:
+                logging.info("restored loss scale %g", float(self.loss_scale.scale.numpy()))
         return int(self.global_step.numpy())
 
     def save(self) -> Optional[str]:
@@ -237,6 +256,8 @@ class Trainer:
         total_steps = self.total_steps
         main_vars, pred_vars = self.main_vars, self.pred_vars
         adv_vars = self.adv_vars
+        # mixed_float16 only (None otherwise, and the step below is the unscaled one, op for op)
+        loss_scale, adv_loss_scale = self.loss_scale, self.adv_loss_scale
 
         def step_fn(batch):
             replicas = tf.distribute.get_replica_context().num_replicas_in_sync
@@ -246,14 +267,24 @@ class Trainer:
                 if _NAN_AT_STEP:
                     loss = tf.where(step + 1 == _NAN_AT_STEP, tf.constant(float("nan")), loss)
                 scaled = tf.cast(loss, tf.float32) / tf.cast(replicas, tf.float32)
+                if loss_scale is not None:
+                    scaled = loss_scale.scale_loss(scaled)
             grads = tape.gradient(scaled, main_vars + pred_vars)
+            if loss_scale is not None:
+                grads = loss_scale.unscale(grads)
             present = [g for g in grads if g is not None]
             grad_norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
             grads = apply_weight_decay(grads, main_vars + pred_vars, sgd_decay / replicas)
             g_main, g_pred = grads[: len(main_vars)], grads[len(main_vars):]
-            self.optimizer.apply_gradients([(g, v) for g, v in zip(g_main, main_vars) if g is not None])
-            if pred_vars:
-                self.pred_optimizer.apply_gradients([(g, v) for g, v in zip(g_pred, pred_vars) if g is not None])
+            main_pairs = [(g, v) for g, v in zip(g_main, main_vars) if g is not None]
+            pred_pairs = [(g, v) for g, v in zip(g_pred, pred_vars) if g is not None]
+            if loss_scale is None:
+                self.optimizer.apply_gradients(main_pairs)
+                if pred_vars:
+                    self.pred_optimizer.apply_gradients(pred_pairs)
+            else:  # both optimizers applied, or (an inf/NaN on any replica) both skipped
+                finite = loss_scale.apply_if_finite([(self.optimizer, main_pairs), (self.pred_optimizer, pred_pairs)])
+                grad_norm = loss_scale.reported_grad_norm(grad_norm, finite)
             if hasattr(model, "update_targets"):
                 model.update_targets(step, total_steps)
             metrics = dict(metrics)
@@ -261,13 +292,25 @@ class Trainer:
                 with tf.GradientTape() as adv_tape:
                     adv_loss, adv_metrics = model.adversarial_loss(batch, training=True, step=step)
                     adv_scaled = tf.cast(adv_loss, tf.float32) / tf.cast(replicas, tf.float32)
+                    if adv_loss_scale is not None:
+                        adv_scaled = adv_loss_scale.scale_loss(adv_scaled)
                 adv_grads = adv_tape.gradient(adv_scaled, adv_vars)
-                self.adv_optimizer.apply_gradients([(g, v) for g, v in zip(adv_grads, adv_vars) if g is not None])
+                if adv_loss_scale is not None:
+                    adv_grads = adv_loss_scale.unscale(adv_grads)
+                adv_pairs = [(g, v) for g, v in zip(adv_grads, adv_vars) if g is not None]
+                if adv_loss_scale is None:
+                    self.adv_optimizer.apply_gradients(adv_pairs)
+                else:  # its own scale: its own backward pass (a skip here leaves the main step alone)
+                    adv_loss_scale.apply_if_finite([(self.adv_optimizer, adv_pairs)])
+                    metrics["adversarial_loss_scale"] = tf.identity(adv_loss_scale.scale)
                 metrics.update(adv_metrics)
             self.global_step.assign_add(1)
             metrics["loss"] = loss
             # per-replica norm of the (scaled) local gradient: a NaN/Inf anywhere shows up here
+            # (float16: of the unscaled gradient, 0 on a step skipped for overflow; see loss_scaling.py)
             metrics["grad_norm"] = grad_norm
+            if loss_scale is not None:  # after this step's update: the scale the next step uses
+                metrics["loss_scale"] = tf.identity(loss_scale.scale)
             return metrics
 
         # autograph=False: the step has no data-dependent Python control flow, and autograph
