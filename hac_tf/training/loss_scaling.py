@@ -82,6 +82,12 @@ class DynamicLossScale(tf.Module):
         self.scale = tf.Variable(self.initial_scale, dtype=tf.float32, name="scale", **kwargs)
         self.finite_steps = tf.Variable(0, dtype=tf.int64, name="finite_steps", **kwargs)
 
+    def describe(self) -> str:
+        """One line for the run's log, e.g. ``dynamic loss scaling on (initial scale 32768, doubled
+        after 2000 finite steps, halved with the step skipped on inf/NaN gradients)``."""
+        return (f"dynamic loss scaling on (initial scale {self.initial_scale:g}, doubled after "
+                f"{self.growth_steps} finite steps, halved with the step skipped on inf/NaN gradients)")
+
     # ------------------------------------------------------------------ scaling
     def scale_loss(self, loss: tf.Tensor) -> tf.Tensor:
         """loss * scale, as float32 (the loss is cast first; the scaled loss may be large)."""

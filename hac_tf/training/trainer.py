@@ -21,6 +21,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from typing import Any, Dict, List, Optional
 
@@ -141,9 +142,12 @@ class Trainer:
                 self.loss_scale = DynamicLossScale(*scale_args, name="loss_scale")
                 if self.adv_vars:
                     self.adv_loss_scale = DynamicLossScale(*scale_args, name="adversarial_loss_scale")
-                logging.info("mixed_float16: dynamic loss scaling on (initial scale %g, doubled after %d finite "
-                             "steps, halved with the step skipped on inf/NaN gradients)",
-                             c.train.loss_scale_initial, c.train.loss_scale_growth_steps)
+                note = f"mixed_float16: {self.loss_scale.describe()}"
+                logging.info("%s", note)
+                if self.chief:  # the run's log (stderr, where the progress bar goes): one line at start
+                    stream = progress_stream or sys.stderr
+                    stream.write(note + "\n")
+                    stream.flush()
         trackables: Dict[str, Any] = dict(model=self.model, optimizer=self.optimizer, step=self.global_step)
         if self.pred_optimizer is not None:
             trackables["predictor_optimizer"] = self.pred_optimizer

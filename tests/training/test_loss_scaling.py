@@ -10,6 +10,7 @@ and predictor weights), the scale is logged and checkpointed, float32 runs have 
 replica overflows, and a float16 Trainer step under it runs and skips on both replicas.
 """
 
+import io
 import json
 import os
 import subprocess
@@ -188,11 +189,13 @@ def _train_one_step(model_dir, *extra):
     from hac_tf.training.config import load_config
     from hac_tf.training.trainer import Trainer
 
-    trainer = Trainer(load_config(None, SIMSIAM + list(extra)), str(model_dir))
+    log = io.StringIO()
+    trainer = Trainer(load_config(None, SIMSIAM + list(extra)), str(model_dir), progress_stream=log)
     before = [v.numpy().copy() for v in trainer.main_vars + trainer.pred_vars]
     trainer.train()
     after = [v.numpy() for v in trainer.main_vars + trainer.pred_vars]
     records = [json.loads(line) for line in open(os.path.join(model_dir, "metrics.jsonl"))]
+    records[-1]["log"] = log.getvalue()
     return trainer, before, after, records
 
 
@@ -209,7 +212,7 @@ def test_trainer_float16_step_matches_float32_and_checkpoints_the_scale(tmp_path
     from hac_tf.training.trainer import Trainer
 
     t32, w0_32, w1_32, rec32 = _train_one_step(tmp_path / "fp32")
-    assert t32.loss_scale is None and "loss_scale" not in rec32[-1]
+    assert t32.loss_scale is None and "loss_scale" not in rec32[-1] and "loss scaling" not in rec32[-1]["log"]
     ckpt32 = t32.manager.latest_checkpoint
     assert not [n for n, _ in tf.train.list_variables(ckpt32) if "loss_scale" in n]
 
@@ -229,6 +232,9 @@ def test_trainer_float16_step_matches_float32_and_checkpoints_the_scale(tmp_path
         # scale (ratio 4096) fails by orders of magnitude.
         assert cosine > 0.8 and 0.7 < ratio < 1.4, (name, cosine, ratio)
     assert int(t16.optimizer.iterations.numpy()) == 1 and int(t16.pred_optimizer.iterations.numpy()) == 1
+    assert rec16[-1]["log"].splitlines()[0] == (
+        "mixed_float16: dynamic loss scaling on (initial scale 4096, doubled after 2000 finite steps, "
+        "halved with the step skipped on inf/NaN gradients)")
     assert rec16[-1]["loss_scale"] == 4096.0 and np.isfinite(rec16[-1]["grad_norm"]) and rec16[-1]["grad_norm"] > 0
     np.testing.assert_allclose(rec16[-1]["grad_norm"], rec32[-1]["grad_norm"], rtol=0.3)  # unscaled norm
 
