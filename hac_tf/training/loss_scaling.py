@@ -11,6 +11,12 @@ gradients by S before the optimizer sees them. The scale is *dynamic*, as in Ker
   ``LossScaleOptimizer`` defines a skipped step) and S is halved;
 * after ``growth_steps`` consecutive finite steps S is doubled (capped at ``MAX_LOSS_SCALE``).
 
+What a skipped step still does (outside the optimizers, as with Keras' and PyTorch's scalers): the
+trainer's global step and the input pipeline advance, EMA/momentum targets move toward the
+(unchanged) online weights, MoCo's queue takes the batch's keys, BN moving statistics update. The
+learning-rate schedule reads the optimizer's ``iterations``, so it lags the global step by the
+number of skipped steps (a handful at the start of a run, while the scale comes down from 2**15).
+
 Why not wrap the optimizers in ``keras.optimizers.LossScaleOptimizer``:
 
 1. Under tf.distribute the loop passes *per-replica* gradients to ``apply_gradients`` (the
