@@ -4,7 +4,12 @@
   knn_classify / knn_accuracy / KNNMonitor
                         temperature-weighted cosine kNN (InstDisc/SimCLR monitor), chunked in TF
   linear_probe          L2-regularised softmax regression on standardised frozen features
-                        (full-batch L-BFGS-B to the optimum, deterministic)
+                        (full-batch L-BFGS-B to the optimum in float64: same answer under any BLAS)
+  check_labels / LabelError
+                        every probe refuses unlabelled (-1) and out-of-range labels, naming the
+                        split and the label key
+  sklearn_linear_probe / sklearn_knn_classify
+                        the same probes by scikit-learn, to cross-check
   multi_task_probe      linear probe (+ kNN) for every (feature, label) pair
   format_table / save_report / load_report
                         text table, results.json and grouped bar chart
@@ -20,6 +25,7 @@ from hac_tf.evaluation.features import (
     images_to_float,
 )
 from hac_tf.evaluation.knn import KNNMonitor, knn_accuracy, knn_classify
+from hac_tf.evaluation.labels import UNLABELLED, LabelError, check_labels
 from hac_tf.evaluation.linear import (
     LinearClassifier,
     fit_linear_classifier,
@@ -27,6 +33,7 @@ from hac_tf.evaluation.linear import (
     standardisation_stats,
 )
 from hac_tf.evaluation.multitask import KNN_SUFFIX, multi_task_probe
+from hac_tf.evaluation.reference import sklearn_knn_classify, sklearn_linear_probe
 from hac_tf.evaluation.report import (
     ReportPaths,
     format_table,
@@ -38,8 +45,11 @@ from hac_tf.evaluation.report import (
 __all__ = [
     "KNNMonitor",
     "KNN_SUFFIX",
+    "LabelError",
     "LinearClassifier",
     "ReportPaths",
+    "UNLABELLED",
+    "check_labels",
     "dataset_to_arrays",
     "extract_features",
     "extract_features_from_arrays",
@@ -53,5 +63,7 @@ __all__ = [
     "multi_task_probe",
     "plot_results",
     "save_report",
+    "sklearn_knn_classify",
+    "sklearn_linear_probe",
     "standardisation_stats",
 ]

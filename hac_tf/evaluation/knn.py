@@ -22,6 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from hac_tf.evaluation.features import dataset_to_arrays, extract_features_from_arrays
+from hac_tf.evaluation.labels import check_labels
 
 __all__ = ["knn_classify", "knn_accuracy", "KNNMonitor"]
 
@@ -31,14 +32,6 @@ def _features(x) -> tf.Tensor:
     if x.shape.rank != 2:
         raise ValueError(f"features must be [N, D], got shape {x.shape}")
     return tf.math.l2_normalize(x, axis=1)
-
-
-def _labels(y) -> np.ndarray:
-    y = np.asarray(y).reshape(-1)
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ValueError("labels must be integers")
-    return y.astype(np.int64)
 
 
 @tf.function(reduce_retracing=True)
@@ -76,6 +69,9 @@ def knn_classify(
     batch_size: int = 1024,
     train_batch_size: int = 65536,
     return_scores: bool = False,
+    *,
+    label_key: str = "label",
+    split: str = "train",
 ):
     """Predict labels of ``test_x`` by a temperature-weighted vote of its ``k`` nearest neighbours.
 
@@ -89,11 +85,16 @@ def knn_classify(
       batch_size: query rows per chunk; ``train_batch_size``: training rows per chunk.
       return_scores: also return the float32 ``[M, num_classes]`` vote scores (each row scaled so
         the nearest neighbour's weight is 1).
+      label_key, split: where ``train_y`` comes from, named in the error for unusable labels.
+
+    Raises:
+      LabelError (a ValueError): a training label is -1 (unlabelled), negative or
+        ``>= num_classes`` (when given); checked before any similarity is computed.
 
     Returns:
       int64 ``[M]`` predictions (and the scores if ``return_scores``).
     """
-    train_y = _labels(train_y)
+    train_y = check_labels(train_y, num_classes, split=split, key=label_key)
     train = _features(train_x)
     test = _features(test_x)
     n_train, n_test = int(train.shape[0]), int(test.shape[0])
@@ -107,12 +108,8 @@ def knn_classify(
         raise ValueError("temperature must be > 0")
     if k < 1:
         raise ValueError("k must be >= 1")
-    if train_y.min() < 0:
-        raise ValueError("labels must be >= 0")
     if num_classes is None:
         num_classes = int(train_y.max()) + 1
-    elif train_y.max() >= num_classes:
-        raise ValueError(f"train label {train_y.max()} >= num_classes {num_classes}")
     k = min(int(k), n_train)
     batch_size, train_batch_size = max(1, int(batch_size)), max(1, int(train_batch_size))
 
@@ -155,13 +152,23 @@ def knn_accuracy(
     temperature: float = 0.1,
     batch_size: int = 1024,
     train_batch_size: int = 65536,
+    *,
+    label_key: str = "label",
+    split_names: tuple[str, str] = ("train", "test"),
 ) -> float:
-    """Top-1 accuracy of `knn_classify` against ``test_y`` (a float in [0, 1])."""
-    test_y = _labels(test_y)
+    """Top-1 accuracy of `knn_classify` against ``test_y`` (a float in [0, 1]).
+
+    ``label_key`` and ``split_names`` (train, test) name the labels in the `LabelError` raised,
+    before any similarity is computed, when a label is -1 (unlabelled), negative or
+    ``>= num_classes`` (when given).
+    """
+    train_y = check_labels(train_y, num_classes, split=split_names[0], key=label_key)
+    test_y = check_labels(test_y, num_classes, split=split_names[1], key=label_key)
     if num_classes is None:
-        num_classes = int(max(_labels(train_y).max(initial=0), test_y.max(initial=0))) + 1
+        num_classes = int(max(train_y.max(initial=0), test_y.max(initial=0))) + 1
     preds = knn_classify(train_x, train_y, test_x, num_classes, k=k, temperature=temperature,
-                         batch_size=batch_size, train_batch_size=train_batch_size)
+                         batch_size=batch_size, train_batch_size=train_batch_size,
+                         label_key=label_key, split=split_names[0])
     if test_y.shape[0] != preds.shape[0]:
         raise ValueError(f"test_x has {preds.shape[0]} rows but test_y has {test_y.shape[0]}")
     return float(np.mean(preds == test_y)) if preds.size else float("nan")
@@ -175,8 +182,16 @@ class KNNMonitor:
     """Periodic kNN accuracy of an encoder during training.
 
     The uint8 images and labels of the first ``max_train`` / ``max_test`` examples of each source
-    are read once (on the first `evaluate` or an explicit `prepare`) and kept in memory; every
-    `evaluate` re-extracts features with the current weights and runs `knn_accuracy`.
+    are read once (on the first `evaluate` or an explicit `prepare`) and kept in memory
+    (``(max_train + max_test) * H * W * 3`` bytes); every `evaluate` re-extracts features with the
+    current weights and runs `knn_accuracy`. Cost of one `evaluate`: one forward pass of the
+    encoder over ``max_train + max_test`` images (batches of ``batch_size``) and a
+    ``[max_test, max_train]`` similarity product per (feature, label) pair; nothing else.
+
+    `prepare` checks the labels (`check_labels`, naming ``split_names`` and the key, with the
+    matching ``label_hints`` entry as advice): call it before training to fail early on
+    unlabelled data. ``num_classes`` (an int, or per key; missing or <= 0: inferred) bounds the
+    labels and sizes the vote.
 
     ``feature_name`` and ``label_key`` may each be a string or a sequence of strings. The result
     always has ``"knn_acc"`` for the first (feature, label) pair; when there are several pairs it
@@ -195,8 +210,12 @@ class KNNMonitor:
         feature_name: str | Sequence[str] = "embedding",
         batch_size: int = 256,
         num_classes: int | Mapping[str, int] | None = None,
+        split_names: tuple[str, str] = ("train", "test"),
+        label_hints: tuple[str, str] = ("", ""),
     ):
         self.train_source, self.test_source = train_source, test_source
+        self.split_names = tuple(split_names)
+        self.label_hints = tuple(label_hints)
         self.label_keys = _as_tuple(label_key)
         self.feature_names = _as_tuple(feature_name)
         if not self.label_keys or not self.feature_names:
@@ -214,20 +233,22 @@ class KNNMonitor:
         t0 = time.perf_counter()
         train_images, train_labels = dataset_to_arrays(self.train_source, self.max_train)
         test_images, test_labels = dataset_to_arrays(self.test_source, self.max_test)
-        if train_images.shape[0] == 0 or test_images.shape[0] == 0:
-            raise ValueError("KNNMonitor sources must not be empty")
+        for split, images in zip(self.split_names, (train_images, test_images)):
+            if images.shape[0] == 0:
+                raise ValueError(f"KNNMonitor: split {split!r} has no examples")
         num_classes = {}
         for key in self.label_keys:
-            for name, labels in (("train", train_labels), ("test", test_labels)):
+            for split, labels in zip(self.split_names, (train_labels, test_labels)):
                 if key not in labels:
-                    raise KeyError(f"{name} source has labels {sorted(labels)}, not {key!r}")
+                    raise KeyError(f"split {split!r} has labels {sorted(labels)}, not {key!r}")
             arg = self._num_classes_arg
-            if isinstance(arg, Mapping):
-                num_classes[key] = int(arg[key])
-            elif arg is not None:
-                num_classes[key] = int(arg)
-            else:
-                num_classes[key] = int(max(train_labels[key].max(), test_labels[key].max())) + 1
+            known = arg.get(key) if isinstance(arg, Mapping) else arg
+            known = None if known is None or int(known) <= 0 else int(known)
+            for split, hint, labels in zip(self.split_names, self.label_hints,
+                                           (train_labels, test_labels)):
+                labels[key] = check_labels(labels[key], known, split=split, key=key, hint=hint)
+            num_classes[key] = known or int(max(train_labels[key].max(),
+                                                test_labels[key].max())) + 1
         self._cache = dict(train_images=train_images, test_images=test_images,
                            train_labels=train_labels, test_labels=test_labels,
                            num_classes=num_classes)
@@ -258,7 +279,8 @@ class KNNMonitor:
             for key in self.label_keys:
                 acc = knn_accuracy(train_f[feature], c["train_labels"][key], test_f[feature],
                                    c["test_labels"][key], c["num_classes"][key], k=self.k,
-                                   temperature=self.temperature)
+                                   temperature=self.temperature, label_key=key,
+                                   split_names=self.split_names)
                 if not result:
                     result["knn_acc"] = acc
                 if len(self.feature_names) * len(self.label_keys) > 1:

@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 
 from hac_tf.evaluation.knn import knn_accuracy
+from hac_tf.evaluation.labels import check_labels
 from hac_tf.evaluation.linear import linear_probe
 
 __all__ = ["KNN_SUFFIX", "multi_task_probe"]
@@ -38,6 +39,7 @@ def multi_task_probe(
     knn_temperature: float = 0.1,
     probe_kwargs: Mapping | None = None,
     return_details: bool = False,
+    split_names: tuple[str, str] = ("train", "test"),
 ):
     """Probe every ``(feature_name, label_key)`` pair.
 
@@ -51,6 +53,12 @@ def multi_task_probe(
       probe_kwargs: extra keyword arguments for `linear_probe` (e.g. ``weight_decay``,
         ``max_train``, ``epochs``, ``seed``).
       return_details: also return ``{feature: {label: linear_probe result dict}}``.
+      split_names: the (train, test) split names, for error messages.
+
+    Raises:
+      LabelError (a ValueError): some label of ``label_keys`` is -1 (unlabelled), negative or
+        ``>= num_classes`` (when given); every label is checked before the first probe, and
+        the message names the split and the key.
 
     Returns:
       ``{feature_name: {label_key: linear-probe test accuracy}}``; with ``with_knn`` each inner
@@ -69,11 +77,19 @@ def multi_task_probe(
                 raise KeyError(f"{where} has {sorted(labels)}, not label {key!r}")
     probe_kwargs = dict(probe_kwargs or {})
 
-    def classes_for(key: str) -> int:
+    def known_classes(key: str) -> int | None:
         if isinstance(num_classes, Mapping):
-            return int(num_classes[key])
-        if num_classes is not None:
-            return int(num_classes)
+            return int(num_classes[key]) if key in num_classes else None
+        return None if num_classes is None else int(num_classes)
+
+    for key in label_keys:  # all labels first: no probe runs on a run that will fail later
+        for split, labels in zip(split_names, (labels_train, labels_test)):
+            check_labels(labels[key], known_classes(key), split=split, key=key)
+
+    def classes_for(key: str) -> int:
+        known = known_classes(key)
+        if known is not None:
+            return known
         return int(max(np.max(labels_train[key]), np.max(labels_test[key]))) + 1
 
     results: dict[str, dict[str, float]] = {}
@@ -84,13 +100,15 @@ def multi_task_probe(
             t0 = time.perf_counter()
             c = classes_for(key)
             probe = linear_probe(features_train[name], labels_train[key], features_test[name],
-                                 labels_test[key], num_classes=c, **probe_kwargs)
+                                 labels_test[key], num_classes=c, label_key=key,
+                                 split_names=split_names, **probe_kwargs)
             results[name][key] = float(probe["test_acc"])
             details[name][key] = probe
             if with_knn:
                 acc = knn_accuracy(features_train[name], labels_train[key], features_test[name],
                                    labels_test[key], num_classes=c, k=knn_k,
-                                   temperature=knn_temperature)
+                                   temperature=knn_temperature, label_key=key,
+                                   split_names=split_names)
                 results[name][key + KNN_SUFFIX] = acc
                 probe["knn_acc"] = acc
             logging.info("multi_task_probe %s/%s: %s (%.1f s)", name, key,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hac_tf.evaluation import KNNMonitor, knn_accuracy, knn_classify
+from hac_tf.evaluation import KNNMonitor, LabelError, knn_accuracy, knn_classify, sklearn_knn_classify
 
 
 def brute_force_knn(train_x, train_y, test_x, num_classes, k, temperature):
@@ -144,3 +144,50 @@ def test_knn_monitor(rng):
     assert set(res) == {"knn_acc", "knn_acc/embedding/garment", "knn_acc/embedding/colour",
                         "knn_acc/flat/garment", "knn_acc/flat/colour"}
     assert res["knn_acc/embedding/colour"] < 0.5  # 5 random colours: near chance
+
+
+@pytest.mark.parametrize("k,temperature", [(1, 0.1), (20, 0.1), (50, 0.5)])
+def test_matches_scikit_learn(rng, k, temperature):
+    centres = rng.normal(size=(5, 16)) * 0.6
+    ytr, yte = rng.integers(0, 5, 600), rng.integers(0, 5, 300)
+    xtr = (centres[ytr] + rng.normal(size=(600, 16))).astype(np.float32)
+    xte = (centres[yte] + rng.normal(size=(300, 16))).astype(np.float32)
+    ours = knn_classify(xtr, ytr, xte, 5, k=k, temperature=temperature, batch_size=64,
+                        train_batch_size=256)
+    ref = sklearn_knn_classify(xtr, ytr, xte, k=k, temperature=temperature)
+    assert np.mean(ours == ref) >= 0.99  # float32 vs float64 similarities: near-ties may differ
+    acc = np.mean(ours == yte)
+    assert 0.4 < acc < 0.99 and abs(acc - np.mean(ref == yte)) <= 0.005
+
+
+def test_unlabelled_and_out_of_range_labels_are_refused_naming_split_and_key(rng):
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    y = np.arange(30) % 3
+    unlabelled = np.where(np.arange(30) < 7, -1, y)
+    with pytest.raises(LabelError, match=r"split 'train\+unlabelled' has 7 examples with label -1 "
+                                         r"for key 'label' \(unlabelled\)"):
+        knn_accuracy(x, unlabelled, x, y, k=5, split_names=("train+unlabelled", "test"))
+    with pytest.raises(LabelError, match=r"split 'test' has 7 examples with label -1 for key 'colour'"):
+        knn_accuracy(x, y, x, unlabelled, 3, k=5, label_key="colour")
+    with pytest.raises(LabelError, match=r"split 'test' has 10 examples with labels >= num_classes=3"):
+        knn_accuracy(x, y, x, y + 1, 3, k=5)
+    with pytest.raises(LabelError, match=r"split 'train' has 10 examples with labels >= num_classes=2"):
+        knn_classify(x, y, x, 2)
+    with pytest.raises(LabelError, match=r"split 'memory' has 7 examples with label -1"):
+        knn_classify(x, unlabelled, x, split="memory")
+
+
+def test_knn_monitor_refuses_unlabelled_data_when_preparing(rng):
+    images = rng.integers(0, 255, size=(40, 8, 8, 3)).astype(np.uint8)
+    labels = rng.integers(0, 3, 40)
+    unlabelled = np.where(np.arange(40) % 2 == 0, -1, labels)
+    monitor = KNNMonitor(_source(images, unlabelled, labels), _source(images, labels, labels),
+                         label_key="garment", k=5, split_names=("train+unlabelled", "test"))
+    with pytest.raises(LabelError, match=r"split 'train\+unlabelled' has 20 examples with label -1 "
+                                         r"for key 'garment'"):
+        monitor.prepare()
+    too_high = KNNMonitor(_source(images, labels, labels), _source(images, labels, labels),
+                          label_key="colour", k=5, num_classes={"colour": 2})
+    with pytest.raises(LabelError, match=r"split 'train' has \d+ examples with labels >= "
+                                         r"num_classes=2 for key 'colour'"):
+        too_high.prepare()

@@ -1,9 +1,15 @@
-"""Linear probe: reaches the optimum, chance on noise, deterministic, train-only statistics."""
+"""Linear probe: reaches the optimum, chance on noise, deterministic, train-only statistics,
+labelled data only, the same answer as scikit-learn and under every BLAS kernel."""
+
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from hac_tf.evaluation import fit_linear_classifier, linear_probe
+from hac_tf.evaluation import LabelError, fit_linear_classifier, linear_probe, sklearn_linear_probe
 from hac_tf.evaluation.linear import _Objective
 
 
@@ -137,3 +143,85 @@ def test_bad_inputs(rng):
         linear_probe(x, np.arange(10), None, None, 5)  # label >= num_classes
     with pytest.raises(ValueError):
         linear_probe(x, np.arange(10) % 2, x[:, :2], np.zeros(10), 2)
+
+
+def test_unlabelled_and_out_of_range_labels_are_refused_naming_split_and_key(rng):
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    y = np.arange(20) % 4
+    unlabelled = np.where(np.arange(20) < 5, -1, y)
+    with pytest.raises(LabelError, match=r"split 'train\+unlabelled' has 5 examples with label -1 "
+                                         r"for key 'label' \(unlabelled\); evaluate on a labelled"):
+        linear_probe(x, unlabelled, x, y, split_names=("train+unlabelled", "test"))
+    with pytest.raises(LabelError, match=r"split 'test' has 5 examples with labels >= "
+                                         r"num_classes=4 for key 'garment' \(7\)"):
+        linear_probe(x, y, x, np.where(y == 3, 7, y), 4, label_key="garment")
+    with pytest.raises(LabelError, match=r"split 'val' has 1 examples with label -1"):
+        linear_probe(x, y, x, np.where(np.arange(20) == 0, -1, y), split_names=("train", "val"))
+    with pytest.raises(LabelError, match=r"split 'train' has 1 examples with negative labels "
+                                         r"for key 'label' \(-3\)"):
+        fit_linear_classifier(x, np.where(np.arange(20) == 0, -3, y), 4)
+    with pytest.raises(LabelError, match="non-integer"):
+        linear_probe(x, y + 0.5, None, None, 5)
+    assert issubclass(LabelError, ValueError)
+
+
+def _correlated_blobs(rng, n, c, centres=None):
+    x, y, centres = _blobs(rng, n, d=16, c=c, sep=0.35, centres=centres)
+    x[:, 1] = x[:, 0] * 0.3 + 0.01 * x[:, 1]
+    return x, y, centres
+
+
+@pytest.mark.parametrize("classes,weight_decay", [(5, 1e-4), (5, 1e-2), (2, 1e-3)])
+def test_agrees_with_scikit_learn_on_the_same_features(rng, classes, weight_decay):
+    xtr, ytr, centres = _correlated_blobs(rng, 1500, classes)
+    xte, yte, _ = _correlated_blobs(rng, 1000, classes, centres)
+    ours = linear_probe(xtr, ytr, xte, yte, classes, weight_decay=weight_decay, return_model=True)
+    ref = sklearn_linear_probe(xtr, ytr, xte, yte, weight_decay=weight_decay)
+    assert ours["converged"] and ref["converged"]
+    assert 1.2 / classes < ours["test_acc"] < 0.99  # neither chance nor trivially separable
+    assert abs(ours["test_acc"] - ref["test_acc"]) <= 0.005
+    assert abs(ours["train_acc"] - ref["train_acc"]) <= 0.005
+    # the same objective: scikit-learn's solution, scored by ours, is no better than our optimum
+    scaler, lr = ref["model"][0], ref["model"][-1]
+    coef, bias = lr.coef_.T, lr.intercept_
+    if classes == 2:  # one weight vector w = W1 - W0; the symmetric 2-column softmax solution
+        coef, bias = np.concatenate([-coef, coef], axis=1) / 2, np.concatenate([-bias, bias]) / 2
+    z = ((xtr - scaler.mean_) / scaler.scale_).astype(np.float32)
+    sk_loss, _ = _Objective(z, ytr, classes, weight_decay)(np.concatenate([coef.ravel(), bias]))
+    assert ours["loss"] <= sk_loss + 1e-9
+    assert sk_loss - ours["loss"] < 1e-5 * max(1.0, ours["loss"])
+
+
+def _run_blas_check(coretype):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "blas_kernel_check.py")
+    return subprocess.Popen([sys.executable, script], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_same_answer_with_and_without_the_haswell_blas_kernel():
+    """The probe in fresh processes with OPENBLAS_CORETYPE unset and =Haswell: same answers.
+
+    The former float32 objective stopped with "ABNORMAL" (not converged) on ``correlated`` with
+    the Haswell kernel only."""
+    procs = {coretype: _run_blas_check(coretype) for coretype in (None, "Haswell")}
+    outs = {}
+    for coretype, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+        outs[coretype] = json.loads(stdout.strip().splitlines()[-1])
+    default, haswell = outs[None], outs["Haswell"]
+    if haswell.pop("blas_internal_api") == "openblas":
+        assert haswell["blas_architecture"] == "Haswell"
+    default.pop("blas_internal_api")
+    default.pop("blas_architecture"), haswell.pop("blas_architecture")
+    assert sorted(default) == sorted(haswell) and len(default) == 4
+    for name, a in default.items():
+        b = haswell[name]
+        assert a["converged"] and b["converged"], (name, a["iterations"], b["iterations"])
+        assert a["test_acc"] == b["test_acc"], name
+        assert np.mean(np.equal(a["predictions"], b["predictions"])) >= 0.995, name
+        assert abs(a["loss"] - b["loss"]) <= 1e-7 * max(1.0, a["loss"]), name

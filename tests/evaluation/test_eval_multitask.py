@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hac_tf.evaluation import multi_task_probe
+from hac_tf.evaluation import LabelError, multi_task_probe
 
 
 def _data(rng, n, centres_a, centres_b):
@@ -42,3 +42,20 @@ def test_feature_subset_options_and_errors(rng):
         multi_task_probe(ftr, ltr, fte, lte, label_keys=("garment",))
     with pytest.raises(KeyError):
         multi_task_probe(ftr, ltr, fte, lte, label_keys=("x",), feature_names=["c"])
+
+
+def test_unlabelled_labels_are_refused_before_any_probe(rng, caplog):
+    ca, cb = rng.normal(size=(4, 8)) * 4, rng.normal(size=(3, 8)) * 4
+    ftr, ltr = _data(rng, 100, ca, cb)
+    fte, lte = _data(rng, 50, ca, cb)
+    ltr["y"][:10] = -1  # only the last label key is unlabelled: nothing may run first
+    with caplog.at_level("INFO"):
+        with pytest.raises(LabelError, match=r"split 'train\+unlabelled' has 10 examples with "
+                                             r"label -1 for key 'y' \(unlabelled\)"):
+            multi_task_probe(ftr, ltr, fte, lte, label_keys=("x", "y"), with_knn=True,
+                             split_names=("train+unlabelled", "test"))
+    assert "multi_task_probe" not in caplog.text
+    ltr["y"][:10] = 0
+    with pytest.raises(LabelError, match=r"split 'train' has \d+ examples with labels >= "
+                                         r"num_classes=2 for key 'y' \(2\)"):
+        multi_task_probe(ftr, ltr, fte, lte, label_keys=("y",), num_classes={"y": 2})
