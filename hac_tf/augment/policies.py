@@ -23,6 +23,13 @@ the plain bilinear path.
 
 Augmentation groups (names used in configs):
   crop_jitter  random resized crop + colour jitter (p=0.8)
+  crop         random resized crop alone
+  jitter       colour jitter alone (p=0.8)
+  jitter_grayscale
+               colour jitter (p=0.8) + random grayscale (p=0.2): all colour ops as one group,
+               e.g. last in the colour-late order [crop, flip, blur, jitter_grayscale]. A level
+               with crop and jitter draws exactly the views of crop_jitter (the same layers and
+               random draws; which groups are on only sets the per-row masks).
   grayscale    random grayscale (p=0.2)
   blur         Gaussian blur (p=0.5; the paper code uses p=0 at S <= 32)
   flip         horizontal flip (p=0.5)
@@ -64,7 +71,14 @@ from hac_tf.augment.geometric import (
 from hac_tf.augment.geometric import MipLayout
 from hac_tf.augment.params import identity_params
 
-GROUPS: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize", "viewmaker")
+GROUPS: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize", "viewmaker", "crop",
+                           "jitter", "jitter_grayscale")
+#: groups that turn on the crop / the colour jitter / the random grayscale
+CROP_GROUPS: Tuple[str, ...] = ("crop_jitter", "crop")
+JITTER_GROUPS: Tuple[str, ...] = ("crop_jitter", "jitter", "jitter_grayscale")
+GRAYSCALE_GROUPS: Tuple[str, ...] = ("grayscale", "jitter_grayscale")
+#: add-one order with every colour op at the last level (issue 17: colour invariance only deepest)
+COLOUR_LATE_ORDER: Tuple[str, ...] = ("crop", "flip", "blur", "jitter_grayscale")
 #: groups applied by the model rather than by the data pipeline
 MODEL_GROUPS: Tuple[str, ...] = ("viewmaker",)
 #: the paper code's add-one order (docs/METHODS.md#add-one-views)
@@ -209,11 +223,11 @@ class ViewPolicy:
         for spec in self.levels:
             d = float(spec.strength_delta)
             on = set(spec.groups)
-            add("crop", "enabled", "crop_jitter" in on)
+            add("crop", "enabled", bool(on.intersection(CROP_GROUPS)))
             add("crop", "magnitude", min(s.crop_scale[0] + 0.1 * d, s.crop_scale[1]))
-            add("jitter", "enabled", "crop_jitter" in on)
+            add("jitter", "enabled", bool(on.intersection(JITTER_GROUPS)))
             add("jitter", "magnitude", [max(v - 0.02 * d, 0.0) for v in s.jitter_strength])
-            add("gray", "enabled", "grayscale" in on)
+            add("gray", "enabled", bool(on.intersection(GRAYSCALE_GROUPS)))
             add("gray", "probability", max(s.grayscale_probability - 0.05 * d, 0.0))
             add("blur", "enabled", "blur" in on)
             add("blur", "probability", max(s.resolved_blur_probability() - 0.05 * d, 0.0))
@@ -238,10 +252,11 @@ class ViewPolicy:
         at <= 32 px).
         """
         used = set(self.groups_used())
-        steps = [("jitter", self._jitter, "crop_jitter"), ("gray", self._gray, "grayscale"),
-                 ("blur", self._blur, "blur"), ("solarize", self._solarize, "solarize"),
-                 ("rotation", self._rotation, "rotation")]
-        return [(key, layer) for key, layer, group in steps if group in used and layer.probability > 0.0]
+        steps = [("jitter", self._jitter, JITTER_GROUPS), ("gray", self._gray, GRAYSCALE_GROUPS),
+                 ("blur", self._blur, ("blur",)), ("solarize", self._solarize, ("solarize",)),
+                 ("rotation", self._rotation, ("rotation",))]
+        return [(key, layer) for key, layer, groups in steps
+                if used.intersection(groups) and layer.probability > 0.0]
 
     def _after_crop_impl(self, images: tf.Tensor, transformations: List[Dict[str, tf.Tensor]]) -> tf.Tensor:
         """Applies the after-crop ops to a chunk of views [n,S,S,3] with its transformation rows."""
@@ -399,8 +414,10 @@ class AddOneViews(ViewPolicy):
         order = tuple(order)
         if len(set(order)) != len(order):
             raise ValueError(f"add-one order repeats a group: {order}")
-        if "crop_jitter" in order and order[0] != "crop_jitter":
-            raise ValueError(f"'crop_jitter' must be the first add-one group (it sets the view size); got {order}")
+        for crop_group in CROP_GROUPS:
+            if crop_group in order and order[0] != crop_group:
+                raise ValueError(f"'{crop_group}' must be the first add-one group (it sets the view size); "
+                                 f"got {order}")
         if "viewmaker" in order and order[-1] != "viewmaker":
             raise ValueError(f"'viewmaker' must be the last add-one group (learned views as the last level); "
                              f"got {order}")

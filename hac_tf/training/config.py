@@ -253,7 +253,8 @@ CHOICES: Dict[str, Sequence[Any]] = {
     "data.labels": ("auto", "none"),
     "plugins.augself.flip_rule": ("code", "per_view"),
 }
-AUG_GROUPS = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize", "viewmaker")
+AUG_GROUPS = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize", "viewmaker", "crop", "jitter",
+              "jitter_grayscale")
 EMBED_FIELDS = ("colour", "color", "crop", "flip", "jitter", "jitter_applied", "jitter_order", "grayscale",
                 "blur_sigma", "solarize", "rotation")
 # (lower, upper, lower inclusive, upper inclusive)
