@@ -1,6 +1,7 @@
 """`build_source(name, split, **kwargs)`: one entry point for every dataset source.
 
 Names: ``fashion_mnist``, ``coloured_fashion_mnist`` (alias ``colored_fashion_mnist``),
+``banded_hue_fashion_mnist`` (body hue + an independent band hue, hac_tf/data/banded_hue.py),
 ``fashion_mnist_overlay`` (garment + colour + a competing drawn overlay label),
 ``image_folder`` (needs ``root=...``) and ``tfds:<builder>`` for any TFDS dataset. Keyword
 arguments go to the source function unchanged (e.g. ``shuffle``, ``seed``, ``with_info``).
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hac_tf.data.banded_hue import banded_hue_fashion_mnist
 from hac_tf.data.coloured import coloured_fashion_mnist
 from hac_tf.data.feature_dropout import fashion_mnist_overlay
 from hac_tf.data.fashion_mnist import fashion_mnist
@@ -23,6 +25,7 @@ TFDS_PREFIX = "tfds:"
 SOURCES: dict[str, Callable[..., Any]] = {
     "fashion_mnist": fashion_mnist,
     "coloured_fashion_mnist": coloured_fashion_mnist,
+    "banded_hue_fashion_mnist": banded_hue_fashion_mnist,
     "fashion_mnist_overlay": fashion_mnist_overlay,
     "image_folder": image_folder,
 }

@@ -50,6 +50,8 @@ def source_kwargs(c: ExperimentConfig) -> Dict[str, Any]:
     kwargs: Dict[str, Any] = {}
     if c.data.source == "coloured_fashion_mnist":
         kwargs.update(num_colours=c.data.num_colours, image_size=c.data.image_size)
+    if c.data.source == "banded_hue_fashion_mnist":  # colour testbed (hac_tf/data/banded_hue.py)
+        kwargs.update(num_bins=c.data.num_colours, image_size=c.data.image_size)
     if c.data.source == "fashion_mnist_overlay":  # plug-in evaluation set (hac_tf.data.feature_dropout)
         kwargs.update(num_colours=c.data.num_colours, image_size=c.data.image_size, overlay=c.data.overlay)
     if c.data.source == "image_folder":

@@ -29,14 +29,14 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------- sections
 @dataclasses.dataclass
 class DataConfig(hyperparams.Config):
-    """Where images come from. ``source``: coloured_fashion_mnist | fashion_mnist | fashion_mnist_overlay |
-    image_folder | tfds:<name>."""
+    """Where images come from. ``source``: coloured_fashion_mnist | banded_hue_fashion_mnist | fashion_mnist |
+    fashion_mnist_overlay | image_folder | tfds:<name>."""
 
     source: str = "coloured_fashion_mnist"
     data_dir: Optional[str] = None  # IDX dir / image-folder root / TFDS data_dir (None = default)
     train_split: str = "train"
     test_split: str = "test"
-    num_colours: int = 16  # coloured Fashion-MNIST (and its overlay variant) only
+    num_colours: int = 16  # coloured Fashion-MNIST (and its overlay variant); banded hue: bins of the hue labels
     overlay: str = "digits"  # fashion_mnist_overlay only: digits | shapes (the "overlay" label)
     image_size: int = 32  # side of every view
     batch_size: int = 256  # global batch of SOURCE images (each yields 2 views per level)
@@ -418,10 +418,10 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
 
 def _cross_checks(c: ExperimentConfig) -> None:
     src = c.data.source
-    if not (src in ("coloured_fashion_mnist", "fashion_mnist", "fashion_mnist_overlay", "image_folder")
-            or src.startswith("tfds:")):
-        raise ConfigError(f"data.source={src!r} is not one of ['coloured_fashion_mnist', 'fashion_mnist', "
-                          f"'fashion_mnist_overlay', 'image_folder', 'tfds:<builder name>']")
+    if not (src in ("coloured_fashion_mnist", "banded_hue_fashion_mnist", "fashion_mnist", "fashion_mnist_overlay",
+                    "image_folder") or src.startswith("tfds:")):
+        raise ConfigError(f"data.source={src!r} is not one of ['banded_hue_fashion_mnist', 'coloured_fashion_mnist', "
+                          f"'fashion_mnist', 'fashion_mnist_overlay', 'image_folder', 'tfds:<builder name>']")
     if src == "image_folder" and not c.data.data_dir:
         raise ConfigError("data.data_dir must name the image folder root when data.source='image_folder'")
     if c.data.labels == "none" and src != "image_folder":
