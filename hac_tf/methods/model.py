@@ -5,6 +5,7 @@ For view level i (batch key ``level_{i+1}``) contrasted at backbone depth d = ``
     x  = concat[view_a, view_b]                          [2B, S, S, 3]  (one batch: BN sees both views)
     f  = branch_d(backbone(x, max_stage=d)["stage{d}"])  [2B, feature_dim]  (stages > d never run)
     f  = concat[f, EmbeddingMLP_i(params)]               if d > 1 and spec.embed_fields
+                                                         (spec.embed_shuffle: params of the next row)
     z  = projector_i(f)                                  [2B, out]   (-> p = predictor_i(z))
     z_a, z_b = split(z)                                  -> method.level_loss(...)
 
@@ -269,7 +270,10 @@ class HierarchicalContrastiveModel(keras.Model):
         params = None
         emb = self.online.embedding(level)
         if emb is not None:
-            params = tf.concat([emb.encode(views["params_a"]), emb.encode(views["params_b"])], axis=0)
+            params_a, params_b = emb.encode(views["params_a"]), emb.encode(views["params_b"])
+            if self.spec.embed_shuffle:  # another image's parameters: capacity without information
+                params_a, params_b = tf.roll(params_a, 1, axis=0), tf.roll(params_b, 1, axis=0)
+            params = tf.concat([params_a, params_b], axis=0)
         return images, params
 
     def level_outputs(

@@ -104,6 +104,11 @@ class ModelSpec:
         level with depth > 1 (never at depth 1). ``()`` = no embedding. ``None`` (default) =
         ``("colour",)`` when some level has depth > 1, else ``()``.
       embed_dim: width of the parameter embedding (512 in HAC).
+      embed_shuffle: control of issue 17 ("information vs capacity"): every row's recorded
+        parameters are replaced by those of the next row of the batch (a roll by one, per view;
+        the batch order is shuffled, so the partner is another random image) before embedding.
+        The projector keeps the embedding's capacity but gets no information about its own
+        views' augmentation. Needs ``embed_fields``.
       projector_hidden_dim, projector_out_dim, projector_num_layers, projector_hidden_bn,
       projector_last_bn: projector shape; None = method default.
       predictor_hidden_dim, predictor_out_dim: predictor shape (BYOL / SimSiam only); the output
@@ -130,6 +135,7 @@ class ModelSpec:
     loss_weights: Optional[Tuple[float, ...]] = None
     embed_fields: Optional[Tuple[str, ...]] = None
     embed_dim: int = 512
+    embed_shuffle: bool = False
     projector_hidden_dim: Optional[int] = None
     projector_out_dim: Optional[int] = None
     projector_num_layers: Optional[int] = None
@@ -213,6 +219,10 @@ class ModelSpec:
                   "(depth 1 is never embedded); use embed_fields=()")
         self._set("embed_fields", fields)
         _check_positive_int("embed_dim", self.embed_dim)
+        if not isinstance(self.embed_shuffle, bool):
+            _fail("embed_shuffle", f"must be a bool, got {self.embed_shuffle!r}")
+        if self.embed_shuffle and not fields:
+            _fail("embed_shuffle", "is true but no level is embedded (embed_fields is empty or every depth is 1)")
 
     def _validate_heads(self) -> None:
         for name in ("projector_hidden_dim", "projector_out_dim", "projector_num_layers"):

@@ -161,6 +161,8 @@ def model_spec_kwargs(c: ExperimentConfig, steps_per_epoch_hint: Optional[int] =
         method=m.method, depth=m.depth, stem=m.stem, width_multiplier=m.width_multiplier, sync_bn=m.sync_bn,
         level_depths=tuple(m.level_depths), embed_fields=tuple(m.embed_fields), embed_dim=m.embed_dim,
     )
+    if m.embed_shuffle:
+        kw["embed_shuffle"] = True
     if m.loss_weights:
         kw["loss_weights"] = tuple(float(w) for w in m.loss_weights)
     optional = {

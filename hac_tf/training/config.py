@@ -87,6 +87,7 @@ class ModelConfig(hyperparams.Config):
     loss_weights: Tuple[float, ...] = ()  # () = all 1.0
     embed_fields: Tuple[str, ...] = ("colour",)  # recorded params embedded at depths > 1; () = none
     embed_dim: int = 512
+    embed_shuffle: bool = False  # embed the next row's params instead of the view's own (a control)
     projector_hidden_dim: int = 0  # 0 = the method's default
     projector_out_dim: int = 0
     projector_num_layers: int = 0
