@@ -8,6 +8,7 @@
   hac-finetune-dense  detection + segmentation transfer    hac_tf/cli/finetune_dense.py
   hac-serving-client  query TF Serving                     hac_tf/cli/serving_client.py
   hac-prepare-data    prepare a dataset                    hac_tf/cli/prepare_data.py
+  hac-bench-science   the colour benchmark (issue 17)      hac_tf/cli/bench_science.py
 
 Each module holds its absl flags (``define_flags(flag_values)``), ``main(argv) -> int`` (reads
 the parsed ``absl.flags.FLAGS``; the exit status) and ``run()`` (the console-script target:

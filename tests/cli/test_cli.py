@@ -59,7 +59,7 @@ def test_every_cli_module_is_a_declared_console_script():
     for module in modules:
         assert f"hac_tf.cli.{module}:run" in targets, f"hac_tf/cli/{module}.py has no console script"
     assert set(_scripts()) == {"hac-train", "hac-evaluate", "hac-export", "hac-views", "hac-finetune",
-                               "hac-finetune-dense", "hac-serving-client", "hac-prepare-data"}
+                               "hac-finetune-dense", "hac-serving-client", "hac-prepare-data", "hac-bench-science"}
     for name, target in _scripts().items():
         module_name, func = target.split(":")
         if os.path.exists(os.path.join(REPO, *module_name.split(".")) + ".py"):

@@ -1,0 +1,120 @@
+"""The colour benchmark of issue 17: does the hierarchy keep what strong augmentation destroys?
+
+  hac-bench-science --list_rows
+  hac-bench-science --rows=random_init,no_jitter,baseline --seeds=0,1 --budget=seconds:600   # the gate
+  hac-bench-science --seeds=0,1,2 --budget=flops:3e14                                       # compute-matched
+  hac-bench-science --seeds=0,1,2 --budget=images:76800                                     # data-matched
+  hac-bench-science --rows=baseline,hai --row_budget=hai=steps:300 --budget=steps:600
+  hac-bench-science --summary_only --out_dir=runs/bench_science
+
+Every (row, seed) trains the row (config overrides over --base_config, hac_tf/science/rows.py)
+for its budget -- steps:N, images:N (data-matched), flops:N (compute-matched, FLOPs per step from
+TF's profiler) or seconds:N (wall-clock, the step timed first) -- then measures clean test
+images (hac_tf/evaluation/colour_measures.py) per stage and at the projector, and writes
+<out_dir>/<row>__<budget>__seed<k>.json (the checkpoints go to --work_dir). Existing JSONs are
+skipped: re-running the same command continues where it stopped (an interrupted row resumes from
+its last checkpoint). Seeds run in the outer loop, so every finished seed is paired across
+all rows. At the end it writes <out_dir>/summary.md (mean +- std over seeds) and summary.png
+(garment accuracy against colour error, one point per row). The decision rules are in
+docs/RESULTS.md.
+
+Exit codes: 0 done; 2 bad flags, an unknown row or a bad config (nothing trained).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List
+
+from absl import flags
+
+from hac_tf.cli import run_tool
+from hac_tf.cli.quiet import configure_output, define_verbose_flag, verbose_requested
+
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+    """The flags of hac-bench-science (same as tools/bench_science.py)."""
+    fv = flag_values
+    flags.DEFINE_list("rows", [], "Rows to run (default: all; see --list_rows).", flag_values=fv)
+    flags.DEFINE_list("seeds", ["0", "1"], "Seeds (train.seed), paired across rows.", flag_values=fv)
+    flags.DEFINE_string("budget", "seconds:600", "Training budget of every row: steps:N, images:N, flops:N or "
+                        "seconds:N.", flag_values=fv)
+    flags.DEFINE_multi_string("row_budget", [], "Budget of one row, '<row>=<kind>:<amount>'; repeatable.",
+                              flag_values=fv)
+    flags.DEFINE_string("base_config", "banded_simclr_baseline", "Config the rows override (path or shipped "
+                        "config name).", flag_values=fv)
+    flags.DEFINE_string("out_dir", "runs/bench_science", "Where the JSONs and the summary go.", flag_values=fv)
+    flags.DEFINE_string("work_dir", "runs/bench_science_work", "Where the training runs (checkpoints) go.",
+                        flag_values=fv)
+    flags.DEFINE_multi_string("params_override", [], "Overrides applied to every row (after the row's own).",
+                              flag_values=fv)
+    flags.DEFINE_integer("eval_train", 5000, "Clean training-split images fitting the probes.", flag_values=fv)
+    flags.DEFINE_integer("eval_test", 2000, "Clean test-split images scoring them.", flag_values=fv)
+    flags.DEFINE_bool("list_rows", False, "List the rows and exit.", flag_values=fv)
+    flags.DEFINE_bool("summary_only", False, "Only (re)write the summary of the JSONs in --out_dir.", flag_values=fv)
+    define_verbose_flag(fv)
+
+
+def main(argv: List[str]) -> int:
+    """Runs the benchmark of the parsed flags; returns the exit code."""
+    del argv
+    f = flags.FLAGS
+    configure_output(verbose_requested(f))
+    from hac_tf.science.budget import parse_budget
+    from hac_tf.science.rows import ROWS, row_by_name
+
+    if f.list_rows:
+        for row in ROWS.values():
+            print(f"{row.name:<24} {row.what}\n{'':<24} {' '.join(row.overrides) or '(the base config)'}")
+        return 0
+    from hac_tf.science.summary import write_summary
+
+    if f.summary_only:
+        md, png, table = write_summary(f.out_dir, tuple(ROWS))
+        print(table)
+        print(f"wrote {md}" + (f" and {png}" if png else ""))
+        return 0
+    try:
+        rows = [row_by_name(name) for name in (f.rows or list(ROWS))]
+        seeds = [int(s) for s in f.seeds]
+        budget = parse_budget(f.budget)
+        per_row = {}
+        for item in f.row_budget:
+            name, sep, text = item.partition("=")
+            if not sep:
+                raise ValueError(f"--row_budget={item!r} must be <row>=<kind>:<amount>")
+            per_row[row_by_name(name).name] = parse_budget(text)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from hac_tf.training.config import ConfigError, load_config
+
+    try:  # every row's config is checked before anything trains
+        for row in rows:
+            load_config(f.base_config, list(row.overrides) + list(f.params_override))
+    except ConfigError as e:
+        print(f"ConfigError: {e}", file=sys.stderr)
+        return 2
+    from hac_tf.science.runner import run_cell
+
+    for seed in seeds:
+        for row in rows:
+            path, record, ran = run_cell(row, seed, per_row.get(row.name, budget), f.out_dir, f.base_config,
+                                         f.params_override, f.eval_train, f.eval_test, work_dir=f.work_dir)
+            s4 = record["results"].get("stage4", {})
+            colour = s4.get("band_hue_ridge_mae", s4.get("colour_ridge_mae", float("nan")))
+            print(f"{'ran ' if ran else 'kept'} {path}: {record['steps']} steps, garment {100 * s4.get('garment_linear', float('nan')):.1f}%, "
+                  f"colour ridge error {colour:.1f} deg (stage 4)", flush=True)
+    md, png, table = write_summary(f.out_dir, tuple(ROWS))
+    print(table)
+    print(f"wrote {md}" + (f" and {png}" if png else ""))
+    return 0
+
+
+def run() -> None:
+    """Console script ``hac-bench-science``."""
+    run_tool(sys.modules[__name__], define_flags, main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,73 @@
+"""hac_tf.science: one benchmark cell end to end (tiny, fixture data), resumption, summary, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from hac_tf.science.budget import Budget
+from hac_tf.science.rows import ROWS
+from hac_tf.science.runner import run_cell
+from hac_tf.science.summary import aggregate, load_records, markdown_table, write_summary
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FM_FIXTURE = os.path.join(REPO, "tests", "fixtures", "fashion_mnist")
+TINY = [f"data.data_dir={FM_FIXTURE}", "data.batch_size=8", "data.shuffle_buffer=64", "model.width_multiplier=0.125",
+        "model.embed_dim=16", "model.projector_hidden_dim=32", "model.projector_out_dim=16",
+        "train.checkpoint_every_steps=1", "train.log_every_steps=1"]
+FAST = dict(knn_k=5, few_shot_draws=1, shift_examples=32)
+
+
+def test_cells_train_measure_write_and_are_skipped_when_done(tmp_path):
+    out = str(tmp_path)
+    path, record, ran = run_cell(ROWS["baseline_shuffled_embed"], 3, Budget("images", 16), out,
+                                 "banded_simclr_baseline", TINY, eval_train=64, eval_test=32, log=lambda s: None,
+                                 work_dir=str(tmp_path / "work"), report_kwargs=FAST)
+    assert os.path.isdir(tmp_path / "work" / "baseline_shuffled_embed__images16__seed3" / "train" / "checkpoints")
+    assert ran and os.path.basename(path) == "baseline_shuffled_embed__images16__seed3.json"
+    assert record["steps"] == 2 and record["source_images"] == 16 and record["flops_per_step"] > 0
+    assert "model.embed_shuffle=true" in record["overrides"] and "train.seed=3" in record["overrides"]
+    assert sorted(record["results"]) == ["projector", "stage1", "stage2", "stage3", "stage4"]
+    s4 = record["results"]["stage4"]
+    assert 0.0 <= s4["garment_linear"] <= 1.0 and 0.0 <= s4["band_hue_ridge_mae"] <= 180.0
+    mtime = os.path.getmtime(path)
+    again = run_cell(ROWS["baseline_shuffled_embed"], 3, Budget("images", 16), out, "banded_simclr_baseline", TINY,
+                     eval_train=64, eval_test=32, log=lambda s: None)
+    assert again[2] is False and again[1] == record and os.path.getmtime(path) == mtime
+    init_path, init, ran = run_cell(ROWS["random_init"], 3, Budget("images", 16), out, "banded_simclr_baseline", TINY,
+                                    eval_train=64, eval_test=32, log=lambda s: None, report_kwargs=FAST)
+    assert ran and init["steps"] == 0 and init_path.endswith("random_init__init__seed3.json")
+    md, png, table = write_summary(out, tuple(ROWS))
+    assert os.path.isfile(md) and png and os.path.getsize(png) > 1000
+    assert table.splitlines()[2].startswith("| random_init | init | 1 | 0 |")  # the rows' order
+
+
+def test_summary_mean_and_std_over_seeds(tmp_path):
+    for seed, (garment, colour) in enumerate(((0.80, 30.0), (0.84, 34.0))):
+        record = {"row": "baseline", "seed": seed, "budget": "steps:10", "steps": 10,
+                  "results": {"stage4": {"garment_linear": garment, "band_hue_ridge_mae": colour}}}
+        (tmp_path / f"baseline__steps10__seed{seed}.json").write_text(json.dumps(record))
+    groups = aggregate(load_records(str(tmp_path)))
+    assert groups[0]["seeds"] == [0, 1]
+    table = markdown_table(groups)
+    std = np.std([80.0, 84.0], ddof=1)
+    assert f"| baseline | steps:10 | 2 | 10 | 82.0 ± {std:.1f} | 32.0 ± {np.std([30.0, 34.0], ddof=1):.1f} |" in table
+
+
+def test_cli_rejects_bad_rows_and_budgets_before_training(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    tool = os.path.join(REPO, "tools", "bench_science.py")
+    for args, message in ((["--rows=baseline,hia"], "unknown benchmark row 'hia'"),
+                          (["--budget=minutes:3"], "kind one of"),
+                          (["--row_budget=baseline"], "must be <row>=<kind>:<amount>"),
+                          (["--params_override=model.method=simclrr"], "ConfigError")):
+        proc = subprocess.run([sys.executable, tool, f"--out_dir={tmp_path}"] + args, capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr[-2000:])
+    assert not any(p.suffix == ".json" for p in tmp_path.iterdir())
+    listed = subprocess.run([sys.executable, tool, "--list_rows"], capture_output=True, text=True, env=env, timeout=120)
+    assert listed.returncode == 0 and "hai_colour_late" in listed.stdout
