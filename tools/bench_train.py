@@ -94,13 +94,11 @@ def matmul_peak(dtype: tf.DType, n: int = 2048, seconds: float = 2.0) -> float:
 
 
 def forward_flops(model, batch) -> float:
-    """Conv/matmul FLOPs of one forward pass of the loss, from TF's profiler on the traced graph."""
-    spec = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), batch)
-    concrete = tf.function(lambda b: model.compute_loss(b, training=True)[0]).get_concrete_function(spec)
-    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    opts["output"] = "none"
-    prof = tf.compat.v1.profiler.profile(graph=concrete.graph, options=opts)
-    return float(prof.total_float_ops)
+    """Conv/matmul FLOPs of one forward pass of the loss, from TF's profiler on the traced graph
+    (hac_tf/science/budget.py counts them; a training step is 3 x this)."""
+    from hac_tf.science.budget import step_flops
+
+    return step_flops(model, batch) / 3.0
 
 
 def bench_row(name: str, batch_size: int) -> Dict[str, float]:
