@@ -81,6 +81,9 @@ def main(argv: List[str]) -> int:
         logging.warning("%s", warning)
     try:
         run_experiment(config, f.model_dir, strategy, f.mode)
+    except ConfigError as e:  # found once the config meets the data (e.g. an unlabelled eval split)
+        print(f"ConfigError: {e}", file=sys.stderr)
+        return 2
     except NonFiniteLossError as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
