@@ -85,6 +85,7 @@ RUN_POLICY = {
     "fault_drill": "flags: kills training runs repeatedly (minutes); docs/RELIABILITY.md",
     "bench_train": "flags: a benchmark", "bench_augment": "flags: a benchmark",
     "bench_quality": "flags: a benchmark (trains four models)", "profile_train": "flags: a profiler run",
+    "bench_science": "flags: a benchmark (trains every row for minutes; docs/RESULTS.md)",
 }
 #: flags whose value is a path the command reads (checked to exist when it is not run)
 INPUT_PATH_FLAGS = {"evaluate": ("model_dir",), "export": ("model_dir",), "finetune": ("export_dir",),

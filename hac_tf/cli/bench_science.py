@@ -52,6 +52,9 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     flags.DEFINE_integer("eval_test", 2000, "Clean test-split images scoring them.", flag_values=fv)
     flags.DEFINE_bool("list_rows", False, "List the rows and exit.", flag_values=fv)
     flags.DEFINE_bool("summary_only", False, "Only (re)write the summary of the JSONs in --out_dir.", flag_values=fv)
+    flags.DEFINE_string("plot_colour", "", "The plot's colour axis as <feature>:<measure>, e.g. "
+                        "stage4:body_hue_knn_mae (the measure the gate chose; default: stage4:band_hue_ridge_mae, "
+                        "else stage4:colour_ridge_mae).", flag_values=fv)
     define_verbose_flag(fv)
 
 
@@ -69,8 +72,12 @@ def main(argv: List[str]) -> int:
         return 0
     from hac_tf.science.summary import write_summary
 
+    colour = tuple(f.plot_colour.split(":", 1)) if f.plot_colour else None
+    if colour is not None and len(colour) != 2:
+        print(f"error: --plot_colour={f.plot_colour!r} must be <feature>:<measure>", file=sys.stderr)
+        return 2
     if f.summary_only:
-        md, png, table = write_summary(f.out_dir, tuple(ROWS))
+        md, png, table = write_summary(f.out_dir, tuple(ROWS), colour=colour)
         print(table)
         print(f"wrote {md}" + (f" and {png}" if png else ""))
         return 0
@@ -105,7 +112,7 @@ def main(argv: List[str]) -> int:
             colour = s4.get("band_hue_ridge_mae", s4.get("colour_ridge_mae", float("nan")))
             print(f"{'ran ' if ran else 'kept'} {path}: {record['steps']} steps, garment {100 * s4.get('garment_linear', float('nan')):.1f}%, "
                   f"colour ridge error {colour:.1f} deg (stage 4)", flush=True)
-    md, png, table = write_summary(f.out_dir, tuple(ROWS))
+    md, png, table = write_summary(f.out_dir, tuple(ROWS), colour=colour)
     print(table)
     print(f"wrote {md}" + (f" and {png}" if png else ""))
     return 0

@@ -19,7 +19,8 @@ when the label is readable from a few numbers; these measures keep separating en
                          image: 0 = the jitter moves features as far as a change of image, large =
                          invariant
   colour_report          all of them per feature (stage1..4, projector) for an encoder, plus
-                         garment accuracy (hac_tf.evaluation linear probe and kNN)
+                         garment accuracy as hac_tf.evaluation measures it (the L-BFGS linear
+                         probe and the temperature-weighted kNN monitor, k = 200, T = 0.1)
 
 Hues are degrees (any real; taken mod 360). Features are float ``[N, D]``. Everything is
 deterministic for fixed inputs and seeds (scikit-learn's ridge and lbfgs logistic regression,
@@ -303,9 +304,11 @@ def colour_report(encoder_fn: EncoderFn, train: EvalSet, test: EvalSet, *,
     Returns:
       ``{feature: {measure: value}}`` with, per feature: ``<hue>_ridge_mae`` / ``<hue>_ridge_r2``
       for every hue, ``<key>_knn_acc`` / ``<hue>_knn_mae``, ``<key>_few_shot`` for every label,
-      ``<garment_key>_linear``, ``shift_r2`` / ``shift_mae`` and ``invariance_gap``.
+      ``<garment_key>_linear`` and ``<garment_key>_knn_weighted`` (hac_tf.evaluation's linear probe
+      and kNN), ``shift_r2`` / ``shift_mae`` and ``invariance_gap``.
     """
     from hac_tf.evaluation.features import extract_features_from_arrays
+    from hac_tf.evaluation.knn import knn_accuracy
     from hac_tf.evaluation.linear import linear_probe
 
     train_f = extract_features_from_arrays(encoder_fn, train.images, batch_size=batch_size)
@@ -334,6 +337,9 @@ def colour_report(encoder_fn: EncoderFn, train: EvalSet, test: EvalSet, *,
             probe = linear_probe(tr, train.labels[garment_key], te, test.labels[garment_key],
                                  label_key=garment_key)
             row[f"{garment_key}_linear"] = float(probe["test_acc"])
+            row[f"{garment_key}_knn_weighted"] = knn_accuracy(
+                tr, train.labels[garment_key], te, test.labels[garment_key],
+                k=min(200, len(tr)), temperature=0.1, label_key=garment_key)
         row.update(shift_sensitivity(test_f[name][:m], shifted_f[name], shifts))
         row["invariance_gap"] = invariance_gap(test_f[name][:m], jittered_f[name])
         report[name] = row

@@ -17,7 +17,7 @@ SUMMARY_STEM = "summary"
 #: (column title, feature, measure key, shown in percent)
 COLUMNS: Tuple[Tuple[str, str, str, bool], ...] = (
     ("garment lin. s4 %", "stage4", "garment_linear", True),
-    ("garment kNN s4 %", "stage4", "garment_knn_acc", True),
+    ("garment kNN s4 %", "stage4", "garment_knn_weighted", True),  # hac_tf.evaluation's kNN (k 200, T 0.1)
     ("band hue ridge s4 deg", "stage4", "band_hue_ridge_mae", False),
     ("band hue kNN s4 deg", "stage4", "band_hue_knn_mae", False),
     ("body hue kNN s4 deg", "stage4", "body_hue_knn_mae", False),
@@ -92,15 +92,18 @@ def markdown_table(groups: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_tradeoff(groups: Sequence[dict], path: str, title: str = "") -> Optional[str]:
+def plot_tradeoff(groups: Sequence[dict], path: str, title: str = "",
+                  colour: Optional[Tuple[str, str]] = None) -> Optional[str]:
     """PNG: garment accuracy (y) against colour error (x), one point per (row, budget) with the
-    seed std as error bars. Returns the path, or None when no group has both measures."""
+    seed std as error bars. ``colour``: the x axis as (feature, measure); None: the first of
+    `PRIMARY_COLOUR` present. Returns the path, or None when no group has both measures."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colour_key = next((k for k in PRIMARY_COLOUR if any(k in g["values"] for g in groups)), None)
+    candidates = (tuple(colour),) if colour else PRIMARY_COLOUR
+    colour_key = next((k for k in candidates if any(k in g["values"] for g in groups)), None)
     points = [g for g in groups if colour_key and colour_key in g["values"] and PRIMARY_GARMENT in g["values"]]
     if not points:
         return None
@@ -123,12 +126,13 @@ def plot_tradeoff(groups: Sequence[dict], path: str, title: str = "") -> Optiona
     return path
 
 
-def write_summary(out_dir: str, row_order: Sequence[str] = (), title: str = "") -> Tuple[str, Optional[str], str]:
+def write_summary(out_dir: str, row_order: Sequence[str] = (), title: str = "",
+                  colour: Optional[Tuple[str, str]] = None) -> Tuple[str, Optional[str], str]:
     """Writes ``<out_dir>/summary.md`` and ``<out_dir>/summary.png``; returns (md path, png path or None, table)."""
     groups = aggregate(load_records(out_dir), row_order)
     table = markdown_table(groups)
     md = os.path.join(out_dir, SUMMARY_STEM + ".md")
     with open(md, "w", encoding="utf-8") as f:
         f.write((f"# {title}\n\n" if title else "") + table + "\n")
-    png = plot_tradeoff(groups, os.path.join(out_dir, SUMMARY_STEM + ".png"), title)
+    png = plot_tradeoff(groups, os.path.join(out_dir, SUMMARY_STEM + ".png"), title, colour)
     return md, png, table

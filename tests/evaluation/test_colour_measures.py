@@ -114,7 +114,7 @@ def test_colour_report_on_banded_hue_with_a_pixel_statistics_encoder():
     assert sorted(report) == ["stage1", "stage2"]
     row = report["stage1"]
     for key in ("body_hue_ridge_mae", "band_hue_ridge_mae", "hue_difference_knn_mae", "band_hue_knn_acc",
-                "garment_knn_acc", "garment_few_shot", "garment_linear", "shift_r2", "shift_mae", "invariance_gap"):
+                "garment_knn_acc", "garment_knn_weighted", "garment_few_shot", "garment_linear", "shift_r2", "shift_mae", "invariance_gap"):
         assert np.isfinite(row[key]), key
     assert row["body_hue_ridge_mae"] < 40.0 < row["band_hue_ridge_mae"]  # the mean carries the body hue only
     with pytest.raises(ValueError, match="returns none of"):

@@ -12,7 +12,7 @@ import numpy as np
 from hac_tf.science.budget import Budget
 from hac_tf.science.rows import ROWS
 from hac_tf.science.runner import run_cell
-from hac_tf.science.summary import aggregate, load_records, markdown_table, write_summary
+from hac_tf.science.summary import aggregate, load_records, markdown_table, plot_tradeoff, write_summary
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FM_FIXTURE = os.path.join(REPO, "tests", "fixtures", "fashion_mnist")
@@ -56,6 +56,8 @@ def test_summary_mean_and_std_over_seeds(tmp_path):
     table = markdown_table(groups)
     std = np.std([80.0, 84.0], ddof=1)
     assert f"| baseline | steps:10 | 2 | 10 | 82.0 ± {std:.1f} | 32.0 ± {np.std([30.0, 34.0], ddof=1):.1f} |" in table
+    assert plot_tradeoff(groups, str(tmp_path / "a.png")) == str(tmp_path / "a.png")
+    assert plot_tradeoff(groups, str(tmp_path / "b.png"), colour=("stage4", "body_hue_knn_mae")) is None  # absent
 
 
 def test_cli_rejects_bad_rows_and_budgets_before_training(tmp_path):
