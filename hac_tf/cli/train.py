@@ -63,6 +63,7 @@ def main(argv: List[str]) -> int:
         print(f"ConfigError: {e}", file=sys.stderr)
         return 2
 
+    from hac_tf.training.builders import describe_source
     from hac_tf.training.devices import describe_run, gpu_unused_warning
     from hac_tf.training.run import run_experiment
     from hac_tf.training.strategy import build_strategy
@@ -80,6 +81,7 @@ def main(argv: List[str]) -> int:
     if warning:
         logging.warning("%s", warning)
     try:
+        print(describe_source(config), flush=True)
         run_experiment(config, f.model_dir, strategy, f.mode)
     except ConfigError as e:  # found once the config meets the data (e.g. an unlabelled eval split)
         print(f"ConfigError: {e}", file=sys.stderr)

@@ -72,6 +72,27 @@ def labelled_source(c: ExperimentConfig, split: str, max_examples: int = 0):
     return ds, info
 
 
+def describe_source(c: ExperimentConfig) -> str:
+    """One line naming the data a run reads (printed by ``hac-train`` before training).
+
+    Reads no images: an image folder's layout is detected from its directory listing
+    (`hac_tf.data.folder_layout.detect_layout`, which raises its clear error for an ambiguous
+    layout here, before anything is built).
+    """
+    d = c.data
+    if d.source == "image_folder":
+        from hac_tf.data.folder_layout import detect_layout
+
+        line = f"data: {detect_layout(d.data_dir, d.labels).description}"
+    else:
+        line = f"data: {d.source} ({d.train_split!r} for training)"
+    if d.eval_data_dir:
+        line += f"; evaluation on the labelled folder {d.eval_data_dir!r}"
+    elif d.labels != "none":
+        line += f"; evaluation on {(d.eval_train_split or d.train_split)!r} / {d.test_split!r}"
+    return line + f"; views at {d.image_size} px"
+
+
 def eval_source(c: ExperimentConfig, role: str, max_examples: int = 0):
     """Labelled images for evaluation (probes, kNN): ``(dataset, SourceInfo)``.
 
