@@ -109,9 +109,10 @@ def main(argv: List[str]) -> int:
             path, record, ran = run_cell(row, seed, per_row.get(row.name, budget), f.out_dir, f.base_config,
                                          f.params_override, f.eval_train, f.eval_test, work_dir=f.work_dir)
             s4 = record["results"].get("stage4", {})
-            colour = s4.get("band_hue_ridge_mae", s4.get("colour_ridge_mae", float("nan")))
-            print(f"{'ran ' if ran else 'kept'} {path}: {record['steps']} steps, garment {100 * s4.get('garment_linear', float('nan')):.1f}%, "
-                  f"colour ridge error {colour:.1f} deg (stage 4)", flush=True)
+            error = s4.get("band_hue_ridge_mae", s4.get("colour_ridge_mae", float("nan")))
+            garment = 100 * s4.get("garment_linear", float("nan"))
+            print(f"{'ran ' if ran else 'kept'} {path}: {record['steps']} steps, garment {garment:.1f}%, "
+                  f"colour ridge error {error:.1f} deg (stage 4)", flush=True)
     md, png, table = write_summary(f.out_dir, tuple(ROWS), colour=colour)
     print(table)
     print(f"wrote {md}" + (f" and {png}" if png else ""))

@@ -1,11 +1,9 @@
-"""hac_tf.science: one benchmark cell end to end (tiny, fixture data), resumption, summary, the CLI."""
+"""hac_tf.science: one benchmark cell end to end (tiny, fixture data), resumption, the summary."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 
@@ -38,12 +36,9 @@ def test_cells_train_measure_write_and_are_skipped_when_done(tmp_path):
     again = run_cell(ROWS["baseline_shuffled_embed"], 3, Budget("images", 16), out, "banded_simclr_baseline", TINY,
                      eval_train=64, eval_test=32, log=lambda s: None)
     assert again[2] is False and again[1] == record and os.path.getmtime(path) == mtime
-    init_path, init, ran = run_cell(ROWS["random_init"], 3, Budget("images", 16), out, "banded_simclr_baseline", TINY,
-                                    eval_train=64, eval_test=32, log=lambda s: None, report_kwargs=FAST)
-    assert ran and init["steps"] == 0 and init_path.endswith("random_init__init__seed3.json")
     md, png, table = write_summary(out, tuple(ROWS))
     assert os.path.isfile(md) and png and os.path.getsize(png) > 1000
-    assert table.splitlines()[2].startswith("| random_init | init | 1 | 0 |")  # the rows' order
+    assert table.splitlines()[2].startswith("| baseline_shuffled_embed | images:16 | 1 | 2 |")
 
 
 def test_summary_mean_and_std_over_seeds(tmp_path):
@@ -58,18 +53,3 @@ def test_summary_mean_and_std_over_seeds(tmp_path):
     assert f"| baseline | steps:10 | 2 | 10 | 82.0 ± {std:.1f} | 32.0 ± {np.std([30.0, 34.0], ddof=1):.1f} |" in table
     assert plot_tradeoff(groups, str(tmp_path / "a.png")) == str(tmp_path / "a.png")
     assert plot_tradeoff(groups, str(tmp_path / "b.png"), colour=("stage4", "body_hue_knn_mae")) is None  # absent
-
-
-def test_cli_rejects_bad_rows_and_budgets_before_training(tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    tool = os.path.join(REPO, "tools", "bench_science.py")
-    for args, message in ((["--rows=baseline,hia"], "unknown benchmark row 'hia'"),
-                          (["--budget=minutes:3"], "kind one of"),
-                          (["--row_budget=baseline"], "must be <row>=<kind>:<amount>"),
-                          (["--params_override=model.method=simclrr"], "ConfigError")):
-        proc = subprocess.run([sys.executable, tool, f"--out_dir={tmp_path}"] + args, capture_output=True, text=True,
-                              env=env, timeout=120)
-        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr[-2000:])
-    assert not any(p.suffix == ".json" for p in tmp_path.iterdir())
-    listed = subprocess.run([sys.executable, tool, "--list_rows"], capture_output=True, text=True, env=env, timeout=120)
-    assert listed.returncode == 0 and "hai_colour_late" in listed.stdout
