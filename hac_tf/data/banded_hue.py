@@ -54,7 +54,6 @@ from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
-from matplotlib.colors import hsv_to_rgb
 
 from hac_tf.data import pipeline
 from hac_tf.data.coloured import _splitmix64, bilinear_resize_matrix
@@ -164,6 +163,8 @@ def render_banded(gray: np.ndarray, params: BandedHueParameters, image_size: int
       ``(images uint8 [N, S, S, 3], band_top int32 [N])``: the band covers output rows
       ``band_top .. band_top + band_rows - 1``.
     """
+    from matplotlib.colors import hsv_to_rgb  # imported here: `import hac_tf.data` stays light
+
     n, h, w = gray.shape
     if len(params.body_hue) != n:
         raise ValueError(f"{n} garments but parameters for {len(params.body_hue)} images")
