@@ -64,7 +64,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: the README checked; HAC_README=<draft.md> checks a draft (its commands run against this checkout)
+#: the README checked; HAC_README=<path of a draft> checks a draft (its commands run against this checkout)
 README = os.environ.get("HAC_README") or os.path.join(REPO, "README.md")
 FIXTURE_FMNIST = os.path.join(REPO, "tests", "fixtures", "fashion_mnist")
 SHELL_LANGS = ("bash", "sh", "shell")
@@ -278,18 +278,25 @@ def why_not_runnable_here(command: Command, flags: Dict[str, Optional[str]]) -> 
 
 
 # ----------------------------------------------------------------------------- the workspace
-def _tiny_train_overrides() -> List[str]:
+def _tiny_train_overrides(config_file: Optional[str] = None) -> List[str]:
     sys.path.insert(0, REPO)
     from tests.training.tiny import TINY
 
-    return ([o for o in TINY if not o.startswith("export.")]
+    extra = []
+    if config_file:
+        from hac_tf.training.config import load_config
+
+        if load_config(config_file).model.method in ("byol", "simsiam"):  # predictions match projections
+            extra = ["model.predictor_hidden_dim=16", "model.predictor_out_dim=16"]
+    return ([o for o in TINY if not o.startswith("export.")] + extra
             + ["model.loss_weights=[1.0,1.0]", "train.max_steps=2", "export.name=quickstart"])
 
 
 def _tiny_args(ep: EntryPoint) -> List[str]:
     """What is appended to a README command to run it at tiny size (same script, same flags)."""
     if ep.name == "train":
-        return ["--params_override=" + ",".join(_tiny_train_overrides())]
+        config_file = next((a.split("=", 1)[1] for a in ep.args if a.startswith("--config_file=")), None)
+        return ["--params_override=" + ",".join(_tiny_train_overrides(config_file))]
     if ep.name == "finetune":
         return [f"--data_dir={FIXTURE_FMNIST}", "--max_train=64", "--max_test=32", "--epochs=1", "--batch_size=16"]
     return []

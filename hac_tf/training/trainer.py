@@ -93,9 +93,11 @@ class Trainer:
         keras.utils.set_random_seed(config.train.seed)
         if config.train.deterministic_ops:
             tf.config.experimental.enable_op_determinism()
-        # Always set (also float32): a process that trains a bf16 config and then a float32 one
-        # (a notebook, the config sweep test) must not build the second model in bf16.
-        keras.mixed_precision.set_global_policy(config.train.mixed_precision)
+        # A float32 config also resets a mixed policy left by an earlier run in this process (a
+        # notebook, the config sweep test), but keeps a full-precision policy the caller chose
+        # (e.g. float64 in the distributed-equivalence tests).
+        if config.train.mixed_precision != "float32" or keras.mixed_precision.global_policy().name.startswith("mixed"):
+            keras.mixed_precision.set_global_policy(config.train.mixed_precision)
         self.policy = builders.view_policy(config)
         _, self.num_train_examples = builders.train_views(config, self.policy, 0)
         c = config

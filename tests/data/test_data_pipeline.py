@@ -67,10 +67,10 @@ def test_batched_errors_and_shapes():
 
 
 def test_registry_names():
-    assert available_sources() == ("fashion_mnist", "coloured_fashion_mnist", "fashion_mnist_overlay", "image_folder",
-                                   "tfds:<builder>")
-    with pytest.raises(ValueError, match="allowed: fashion_mnist, coloured_fashion_mnist, fashion_mnist_overlay, "
-                                         "image_folder, tfds:<builder>"):
+    assert available_sources() == ("fashion_mnist", "coloured_fashion_mnist", "banded_hue_fashion_mnist",
+                                   "fashion_mnist_overlay", "image_folder", "tfds:<builder>")
+    with pytest.raises(ValueError, match="allowed: fashion_mnist, coloured_fashion_mnist, banded_hue_fashion_mnist, "
+                                         "fashion_mnist_overlay, image_folder, tfds:<builder>"):
         build_source("cifar10", "train")
     with pytest.raises(ValueError, match="empty TFDS builder"):
         build_source("tfds:", "train")
