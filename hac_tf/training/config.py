@@ -171,7 +171,7 @@ class MochiPluginConfig(hyperparams.Config):
     num_hardest: int = 1024  # N
     num_mixed: int = 1024  # s
     num_query_mixed: int = 128  # s' (query mixed with a hard negative, beta < 0.5)
-    start_epoch: float = 10.0  # plain loss before this epoch (METHODS.md: ~10)
+    start_epoch: float = 10.0  # plain loss before this epoch (docs/METHODS.md#mochi: ~10)
     detach_synthetic: bool = True  # stop-gradient through the synthetic negatives
     seed: int = -1  # < 0: train.seed
 
