@@ -12,7 +12,12 @@ head and queue sizes, example counts, number of steps) and point ``data.data_dir
   for STL-10.
 
 The list of configs is read from disk, so a new config is tested automatically, and a config whose
-``data.source`` has no stand-in here fails with a message saying so.
+``data.source`` has no stand-in here fails with a message saying so (in the suite itself:
+``test_every_config_has_a_stand_in_dataset``).
+
+The end-to-end runs (about 20 s each, 35 configs) are marked ``config_sweep`` and are not part of
+the default suite (``bash scripts/test.sh``, which must stay under 15 minutes on 2 cores);
+``.ci/run`` runs them right after it: ``bash scripts/test.sh -m config_sweep tests/test_every_config_runs.py``.
 """
 
 from __future__ import annotations
@@ -99,6 +104,17 @@ def test_every_config_is_found():
     assert "cfmnist_simsiam_hierarchical.yaml" in names and len(names) >= 30, names
 
 
+@pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: os.path.basename(p)[: -len(".yaml")])
+def test_every_config_has_a_stand_in_dataset(path):
+    from hac_tf.training.config import load_config
+
+    source = load_config(path).data.source
+    assert source in IDX_SOURCES or source in TFDS_STANDINS or source == "image_folder", (
+        f"{os.path.basename(path)}: no stand-in dataset for data.source={source!r}; add one to "
+        "tests/fixtures/ and to this file so the config sweep can run it")
+
+
+@pytest.mark.config_sweep
 @pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: os.path.basename(p)[: -len(".yaml")])
 def test_shipped_config_trains_evaluates_and_exports(path, tmp_path, tfds_data_dir, fresh_keras_state):
     from hac_tf.training.config import load_config

@@ -126,6 +126,25 @@ def eval_source(c: ExperimentConfig, role: str, max_examples: int = 0):
     return ds, info
 
 
+def _checked_num_train_examples(c: ExperimentConfig, info) -> int:
+    n = info.num_examples if not c.data.max_train_examples else min(info.num_examples, c.data.max_train_examples)
+    if n < c.data.batch_size:
+        raise ValueError(f"the training split has {n} images, fewer than one batch "
+                         f"(data.batch_size={c.data.batch_size})")
+    return n
+
+
+def num_train_examples(c: ExperimentConfig) -> int:
+    """Source images of the training split (after ``data.max_train_examples``), without building
+    the view pipeline (whose tf.data map traces the whole view policy, seconds per build).
+
+    Raises:
+      ValueError: the split has fewer images than one batch.
+    """
+    _, info = labelled_source(c, c.data.train_split, c.data.max_train_examples)
+    return _checked_num_train_examples(c, info)
+
+
 def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) -> Tuple[tf.data.Dataset, int]:
     """Infinite, deterministic stream of view batches starting at ``start_step``.
 
@@ -142,10 +161,7 @@ def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) ->
     """
     src, info = labelled_source(c, c.data.train_split, c.data.max_train_examples)
     max_side = resolution.resolve_max_source_side(c.data.max_source_side, c.data.image_size)
-    n = info.num_examples if not c.data.max_train_examples else min(info.num_examples, c.data.max_train_examples)
-    if n < c.data.batch_size:
-        raise ValueError(f"the training split has {n} images, fewer than one batch "
-                         f"(data.batch_size={c.data.batch_size})")
+    n = _checked_num_train_examples(c, info)
     seed = c.train.seed
     # reshuffle_each_iteration ties epoch e's order to (seed, number of iterators made on this
     # dataset object before): callers must iterate a dataset returned here exactly once.

@@ -99,7 +99,7 @@ class Trainer:
         if config.train.mixed_precision != "float32" or keras.mixed_precision.global_policy().name.startswith("mixed"):
             keras.mixed_precision.set_global_policy(config.train.mixed_precision)
         self.policy = builders.view_policy(config)
-        _, self.num_train_examples = builders.train_views(config, self.policy, 0)
+        self.num_train_examples = builders.num_train_examples(config)
         c = config
         self.steps_per_epoch = c.train.steps_per_epoch or max(self.num_train_examples // c.data.batch_size, 1)
         self.total_steps = c.train.max_steps or max(int(round(c.train.epochs * self.steps_per_epoch)), 1)
