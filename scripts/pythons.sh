@@ -17,8 +17,8 @@ find_python() {
 }
 
 # pip_or_fail <label> <python> <pip args...>: runs pip, hides the harmless "is ignored: it is
-# neither a file nor a directory" notices of an unavailable extra index, and stops the script
-# with a clear message (and pip's output) when pip fails.
+# neither a file nor a directory" notices of an unavailable extra index, shows nothing else when pip
+# succeeds, and stops the script with a clear message (and pip's output) when pip fails.
 pip_or_fail() {
   local label="$1" python="$2" log
   shift 2
@@ -29,6 +29,6 @@ pip_or_fail() {
     echo "[$label] ERROR: 'pip $*' failed (output above); nothing after this step was done." >&2
     exit 1
   fi
-  grep -v "is ignored: it is neither a file nor a directory" "$log" || true
+  # on success pip's chatter (e.g. setuptools' editable-install notice) is not shown
   rm -f "$log"
 }

@@ -39,6 +39,6 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   pip_or_fail setup python install -q --upgrade pip
   pip_or_fail setup python install -q -r requirements.txt
   pip_or_fail setup python install -q --no-deps -e .
-  python -m pip check || { echo "[setup] ERROR: 'pip check' found inconsistent requirements (above)" >&2; exit 1; }
+  python -m pip check >/dev/null || { python -m pip check >&2; echo "[setup] ERROR: 'pip check' found inconsistent requirements (above)" >&2; exit 1; }
   echo "$WANT" > "$STAMP"
 fi
