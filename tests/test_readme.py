@@ -49,19 +49,18 @@ stands in for it, and ``runs/quickstart`` links to its run directory.
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
-import threading
 import xml.etree.ElementTree as ET
 from concurrent import futures
 from typing import Dict, List, Optional, Tuple
 
 import pytest
+from json_http import JsonHandler, start_server, stop_server
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the README checked; HAC_README=<path of a draft> checks a draft (its commands run against this checkout)
@@ -373,9 +372,9 @@ class _StandInServing:
 
         serving = self
 
-        class Rest(http.server.BaseHTTPRequestHandler):
+        class Rest(JsonHandler):
             def do_POST(self):  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                body = json.loads(self.read_body())
                 m = re.match(r"^/v1/models/([^/:]+)(/versions/\d+)?:predict$", self.path)
                 if not m or m.group(1) not in serving.models:
                     status, reply = 404, {"error": f"Servable not found for request: {self.path}"}
@@ -385,15 +384,7 @@ class _StandInServing:
                                           {k: [r[k] for r in rows] for k in rows[0]})
                     status = 200
                     reply = {"predictions": [{k: v[i].tolist() for k, v in out.items()} for i in range(len(rows))]}
-                payload = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
+                self.send_json(status, reply)
 
         class Grpc(prediction_service_pb2_grpc.PredictionServiceServicer):
             def Predict(self, request, context):  # noqa: N802 - gRPC API
@@ -406,9 +397,7 @@ class _StandInServing:
                     response.outputs[k].CopyFrom(tf.make_tensor_proto(v))
                 return response
 
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Rest)
-        self.thread = threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        self.http, self.thread = start_server(Rest)
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Grpc(), self.grpc)
         self.grpc_port = self.grpc.add_insecure_port("127.0.0.1:0")
@@ -417,9 +406,7 @@ class _StandInServing:
         return self
 
     def stop(self):
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join(timeout=5)
+        stop_server(self.http, self.thread)
         self.grpc.stop(0).wait(5)
 
 

@@ -3,12 +3,10 @@ README's flags (--images, --model, --rest_url, --grpc_target), the older ones (-
 --server/--rest_port/--protocol, positional files), exit codes -- against a local HTTP server and
 an in-process gRPC PredictionService that answer canned outputs and record what was sent."""
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 from concurrent import futures
 
 import numpy as np
@@ -16,40 +14,25 @@ import pytest
 from PIL import Image
 
 from hac_tf.cli.serving_client import resolve_endpoints
+from json_http import JsonHandler, serving
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CANNED = {"predictions": [{"embedding": [0.5, 1.5, 2.5, 3.5]}, {"embedding": [4.0, 3.0, 2.0, 1.0]}]}
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
+class _Recorder(JsonHandler):
     requests = []
 
     def do_POST(self):  # noqa: N802 - http.server API
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        type(self).requests.append({"path": self.path, "body": json.loads(body)})
-        payload = json.dumps(CANNED).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+        type(self).requests.append({"path": self.path, "body": json.loads(self.read_body())})
+        self.send_json(200, CANNED)
 
 
 @pytest.fixture
 def rest_server():
     handler = type("Handler", (_Recorder,), {"requests": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(handler) as server:
         yield server.server_address[1], handler.requests
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

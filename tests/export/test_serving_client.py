@@ -4,9 +4,7 @@ signature, and a local HTTP server / in-process gRPC PredictionService that answ
 that signature stand in for TF Serving (no TF Serving binary is available here). Also the wire
 format and error handling against canned answers."""
 
-import http.server
 import json
-import threading
 from concurrent import futures
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 from PIL import Image
 
 from hac_tf.export import serving_client as client
+from json_http import JsonHandler, serving
 
 CANNED = {"predictions": [{"embedding": [0.5, 1.5, 2.5, 3.5], "stage1": [1.0, 2.0]},
                           {"embedding": [4.0, 3.0, 2.0, 1.0], "stage1": [0.0, 0.25]}]}
@@ -24,39 +23,22 @@ def images():
     return np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
+class _Recorder(JsonHandler):
     requests = []
     status = 200
     reply = CANNED
 
     def do_POST(self):  # noqa: N802 - http.server API
-        length = int(self.headers.get("Content-Length", 0))
-        body = self.rfile.read(length)
+        body = self.read_body()
         type(self).requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-        payload = json.dumps(type(self).reply).encode()
-        self.send_response(type(self).status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(type(self).status, type(self).reply)
 
 
 @pytest.fixture
 def http_server():
     handler = type("Handler", (_Recorder,), {"requests": [], "status": 200, "reply": CANNED})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.timeout = 5
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(handler) as server:
         yield server, handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def test_rest_predict_url():
@@ -222,7 +204,7 @@ def _run_signature(loaded, name, batch):
     return {k: v.numpy() for k, v in outputs.items()}
 
 
-class _SignatureHandler(http.server.BaseHTTPRequestHandler):
+class _SignatureHandler(JsonHandler):
     """Answers ``POST /v1/models/tiny:predict`` like TF Serving's REST API: the row-format
     instances are converted to the signature's declared input dtype, the real signature runs,
     the outputs come back as row-format predictions."""
@@ -230,7 +212,7 @@ class _SignatureHandler(http.server.BaseHTTPRequestHandler):
     loaded = None
 
     def do_POST(self):  # noqa: N802 - http.server API
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        body = json.loads(self.read_body())
         status, reply = 200, None
         if self.path != "/v1/models/tiny:predict":
             status, reply = 404, {"error": f"Servable not found for request: {self.path}"}
@@ -246,15 +228,7 @@ class _SignatureHandler(http.server.BaseHTTPRequestHandler):
                 outputs = {k: v.numpy() for k, v in signature(**feed).items()}
                 reply = {"predictions": [{k: v[i].tolist() for k, v in outputs.items()}
                                          for i in range(len(instances))]}
-        payload = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(status, reply)
 
 
 def test_requests_match_the_exported_signature(export):
@@ -283,19 +257,12 @@ def test_requests_match_the_exported_signature(export):
 @pytest.mark.parametrize("signature_name", ["serving_default", "feature_maps"])
 def test_rest_answers_of_the_real_signature(export, signature_name):
     handler = type("Handler", (_SignatureHandler,), {"loaded": export["loaded"]})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(handler) as server:
         images = client.load_images(export["files"])
         url = f"http://127.0.0.1:{server.server_address[1]}"
         got = client.predict_rest(url, "tiny", images, signature_name, timeout=30)
         with pytest.raises(client.ServingError, match="HTTP 404.*Servable not found"):
             client.predict_rest(url, "no_such_model", images, signature_name, timeout=30)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
     want = _run_signature(export["loaded"], signature_name, images)
     assert sorted(got) == sorted(want)
     for key in want:
