@@ -37,8 +37,8 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     fv = flag_values
     flags.DEFINE_list("rows", [], "Rows to run (default: all; see --list_rows).", flag_values=fv)
     flags.DEFINE_list("seeds", ["0", "1"], "Seeds (train.seed), paired across rows.", flag_values=fv)
-    flags.DEFINE_string("budget", "flops:3.1e13", "Training budget of every row (default: the main budget of docs/RESULTS.md): steps:N, images:N, flops:N or "
-                        "seconds:N.", flag_values=fv)
+    flags.DEFINE_string("budget", "flops:3.1e13", "Training budget of every row (default: the main budget of "
+                        "docs/RESULTS.md): steps:N, images:N, flops:N or seconds:N.", flag_values=fv)
     flags.DEFINE_multi_string("row_budget", [], "Budget of one row, '<row>=<kind>:<amount>'; repeatable.",
                               flag_values=fv)
     flags.DEFINE_string("base_config", "banded_simclr_baseline", "Config the rows override (path or shipped "
