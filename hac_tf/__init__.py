@@ -4,11 +4,14 @@ Subpackages (one concept each, see README.md):
   data        dataset sources (TFDS, image folders, offline Fashion-MNIST, coloured Fashion-MNIST)
   augment     parameter-recording augmentation layers and view policies
   models      multi-depth backbones, stage branches, embedding MLP, projector/predictor
-  losses      contrastive loss functions and Keras loss layers
-  methods     base methods (SimCLR, MoCo v2, BYOL, SimSiam, Barlow Twins) and the multi-depth model
+  losses      contrastive loss functions
+  methods     the base contrastive methods and the multi-depth model
+  plugins     related methods as switches on a base method (docs/PLUGINS.md)
   training    config schema, strategies, optimizers, the train loop, checkpoints
-  evaluation  kNN monitor, linear/multi-task probes
-  export      SavedModel export for TF Serving and downstream loading
+  evaluation  kNN monitor, linear/multi-task probes, colour measures
+  export      SavedModel export for TF Serving, export folders and versions, loading for Keras
+  downstream  transfer of an export: classification, detection and segmentation
+  science     the colour benchmark (rows, budgets, runner, summary)
   cli         the console scripts (hac-train, hac-evaluate, hac-export, ...)
 """
 

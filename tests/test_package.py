@@ -1,5 +1,6 @@
 """The package: one version everywhere, dependency ranges the pinned requirements satisfy, the
-supported Pythons, the shipped configs declared as package data."""
+supported Pythons, the shipped configs declared as package data, the package docstring naming every
+subpackage."""
 
 import importlib.metadata
 import os
@@ -59,3 +60,12 @@ def test_supported_pythons_and_package_data():
     assert os.path.isfile(os.path.join(REPO, "LICENSE")) and os.path.isfile(os.path.join(REPO, "CITATION.cff"))
     with open(os.path.join(REPO, "CITATION.cff"), encoding="utf-8") as f:
         assert f"version: {hac_tf.__version__}" in f.read()
+
+
+def test_package_docstring_names_every_subpackage():
+    package_dir = os.path.dirname(hac_tf.__file__)
+    subpackages = sorted(d for d in os.listdir(package_dir)
+                         if os.path.isfile(os.path.join(package_dir, d, "__init__.py")))
+    assert {"cli", "downstream", "export", "plugins", "science"} <= set(subpackages)
+    listed = set(re.findall(r"^  (\w+) ", hac_tf.__doc__, re.M))
+    assert listed == set(subpackages), f"hac_tf/__init__.py lists {sorted(listed)}, the package has {subpackages}"

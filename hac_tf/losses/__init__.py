@@ -1,4 +1,4 @@
-"""hac_tf.losses: pure contrastive loss functions and the Keras 3 loss layers that wrap them.
+"""hac_tf.losses: pure contrastive loss functions (the methods in hac_tf/methods call them).
 
 Every function returns a float32 scalar tf tensor and computes in float32 whatever the input
 float dtype. Inputs are rank 2 [B, d] with matching shapes (ValueError otherwise, at trace time).
@@ -11,13 +11,11 @@ Functions:
   barlow_twins(z_a, z_b, lambd=3.9e-3, scale=1/32, eps=1e-5, gather_across_replicas=False)
   similarity_stats(z_a, z_b) -> {"pos_sim", "neg_sim", "embedding_std"}
 MoCHi: MochiConfig, MochiDraws, sample_mochi_draws, mochi_synthetic_negatives, mochi_logits.
-Layers: NTXentLoss, InfoNCEQueueLoss, NegativeCosineLoss, BarlowTwinsLoss.
 """
 
 from hac_tf.losses.barlow import barlow_twins
 from hac_tf.losses.cosine import byol_loss, negative_cosine, symmetric_negative_cosine
 from hac_tf.losses.infonce import infonce_queue
-from hac_tf.losses.layers import BarlowTwinsLoss, InfoNCEQueueLoss, NegativeCosineLoss, NTXentLoss
 from hac_tf.losses.mochi import (
     MochiConfig,
     MochiDraws,
@@ -29,12 +27,8 @@ from hac_tf.losses.ntxent import equimod_nt_xent, nt_xent
 from hac_tf.losses.stats import similarity_stats
 
 __all__ = [
-    "BarlowTwinsLoss",
-    "InfoNCEQueueLoss",
     "MochiConfig",
     "MochiDraws",
-    "NTXentLoss",
-    "NegativeCosineLoss",
     "barlow_twins",
     "byol_loss",
     "equimod_nt_xent",
