@@ -13,7 +13,7 @@ from hac_tf.models.branches import (
     resize_like,
 )
 from hac_tf.models.heads import EmbeddingMLP, PredictionMLP, ProjectionMLP
-from hac_tf.models.layers import IMAGENET_MEAN, IMAGENET_STD, Normalize, batch_norm, scaled_width
+from hac_tf.models.layers import IMAGENET_MEAN, IMAGENET_STD, Normalize, batch_norm, per_view_batch_norm, scaled_width
 from hac_tf.models.resnet import (
     BasicBlock,
     Bottleneck,
@@ -40,6 +40,7 @@ __all__ = [
     "SepConv",
     "StageBranch",
     "batch_norm",
+    "per_view_batch_norm",
     "build_functional_backbone",
     "build_resnet",
     "build_stage_branches",

@@ -2,7 +2,8 @@
 
 Conventions (see docs/METHODS.md#porting-conventions):
   * BatchNorm comes from one factory, :func:`batch_norm` (PyTorch momentum 0.1 == Keras 0.9,
-    epsilon 1e-5), optionally synchronized across replicas.
+    epsilon 1e-5), optionally synchronized across replicas, and optionally per view
+    (:func:`per_view_batch_norm`: a batch of concatenated views is normalised view by view).
   * PyTorch-style padding: an explicit ``ZeroPadding2D(pad)`` followed by a ``valid`` conv
     where Keras' ``same`` would differ (stride 2: it pads asymmetrically); ``same`` for stride-1
     convs with symmetric padding, where it is identical.
@@ -16,7 +17,9 @@ Composite layers in this package build their children explicitly (shape chaining
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Tuple
+import contextlib
+import contextvars
+from typing import Iterator, Iterable, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -52,6 +55,33 @@ def dense_initializer() -> keras.initializers.Initializer:
 
 _FUSED_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
 
+_VIEW_GROUPS: contextvars.ContextVar[int] = contextvars.ContextVar("hac_tf_bn_view_groups", default=1)
+
+
+@contextlib.contextmanager
+def per_view_batch_norm(groups: int) -> Iterator[None]:
+    """Inside the block, every project BatchNorm called in training mode on a batch of ``groups``
+    equal, concatenated chunks (``[groups * B, ...]``, e.g. ``concat[view_a, view_b]``) normalises
+    each chunk with its own batch statistics and updates its moving statistics once per chunk, in
+    order -- exactly as calling the layer on each view separately (the paper's PyTorch code
+    encodes the two views of a pair in two calls). ``groups=1`` is the ordinary behaviour (one set
+    of statistics for the whole batch). Inference (``training=False``) is unaffected.
+
+    The setting is read when the layer is called, i.e. when a ``tf.function`` is traced.
+    """
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"per_view_batch_norm: groups must be an int >= 1, got {groups!r}")
+    token = _VIEW_GROUPS.set(groups)
+    try:
+        yield
+    finally:
+        _VIEW_GROUPS.reset(token)
+
+
+def batch_norm_view_groups() -> int:
+    """The number of per-view chunks BatchNorm splits a training batch into (1: none)."""
+    return _VIEW_GROUPS.get()
+
 
 @keras.saving.register_keras_serializable(package="hac_tf")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
@@ -83,6 +113,19 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         )
 
     def call(self, inputs, training=None, mask=None):
+        groups = batch_norm_view_groups()
+        if groups > 1 and training and self.trainable:
+            batch = inputs.shape[0]
+            if batch is not None and batch % groups:
+                raise ValueError(f"{self.name}: per-view BatchNorm splits the batch into {groups} views, but "
+                                 f"its size {batch} is not a multiple of {groups}")
+            chunks = tf.split(inputs, groups, axis=0)
+            masks = [None] * groups if mask is None else tf.split(mask, groups, axis=0)
+            return tf.concat([self._normalize(x, training, m) for x, m in zip(chunks, masks)], axis=0)
+        return self._normalize(inputs, training, mask)
+
+    def _normalize(self, inputs, training=None, mask=None):
+        """One BatchNorm pass over ``inputs`` (all rows share the batch statistics)."""
         if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]

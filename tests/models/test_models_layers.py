@@ -15,8 +15,10 @@ from hac_tf.models.layers import (
     FusedBatchNormalization,
     SmallMapConv2D,
     batch_norm,
+    batch_norm_view_groups,
     conv_layers,
     depthwise_layers,
+    per_view_batch_norm,
 )
 
 
@@ -151,3 +153,96 @@ def test_small_map_conv_bfloat16_and_unknown_sizes():
     spec = tf.TensorSpec([None, None, None, 4], tf.float32)
     graph = tf.function(conv.convolution_op).get_concrete_function(spec, tf.TensorSpec([3, 3, 4, 5])).graph
     assert not any(op.type == "IdentityN" for op in graph.get_operations())
+
+
+def _bn_pair(shape=(None, 6), synchronized: bool = False):
+    """Two identical 6-channel BatchNorm layers built for ``shape`` (same non-trivial gamma /
+    beta / moving statistics)."""
+    layers = []
+    for _ in range(2):
+        layer = batch_norm(synchronized=synchronized, name="bn")
+        layer.build((None,) + tuple(shape[1:]))
+        layers.append(layer)
+    rng = np.random.default_rng(3)
+    values = [rng.normal(size=6), rng.normal(size=6), rng.normal(size=6), rng.uniform(0.5, 2.0, size=6)]
+    for layer in layers:
+        for var, v in zip((layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance), values):
+            var.assign(v.astype(np.float32))
+    return layers
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 5, 6), (6, 6)])
+@pytest.mark.parametrize("groups", [2, 3])
+@pytest.mark.parametrize("synchronized", [False, True])
+def test_per_view_batch_norm_equals_one_call_per_view(shape, groups, synchronized):
+    """concat of the views through per-view BN == each view through its own call, in order: the
+    outputs, the gradients (input and gamma / beta) and the moving statistics (updated once per
+    view, as PyTorch's per-view calls do)."""
+    rng = np.random.default_rng(0)
+    views = [tf.constant(rng.normal(loc=g, scale=1 + g, size=shape).astype(np.float32)) for g in range(groups)]
+    cot = [tf.constant(rng.normal(size=shape).astype(np.float32)) for _ in range(groups)]
+    per_view, separate = _bn_pair(shape, synchronized=synchronized)
+    x = tf.concat(views, axis=0)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        with per_view_batch_norm(groups):
+            y = per_view(x, training=True)
+        loss = tf.reduce_sum(y * tf.concat(cot, axis=0))
+    grads = tape.gradient(loss, [x, per_view.gamma, per_view.beta])
+    ys, gx, gg, gb = [], [], np.zeros(6), np.zeros(6)
+    for v, c in zip(views, cot):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            yv = separate(v, training=True)
+            lv = tf.reduce_sum(yv * c)
+        g = tape.gradient(lv, [v, separate.gamma, separate.beta])
+        ys.append(yv.numpy())
+        gx.append(g[0].numpy())
+        gg += g[1].numpy()
+        gb += g[2].numpy()
+    np.testing.assert_allclose(y.numpy(), np.concatenate(ys), atol=1e-5)
+    np.testing.assert_allclose(grads[0].numpy(), np.concatenate(gx), atol=1e-5)
+    np.testing.assert_allclose(grads[1].numpy(), gg, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(grads[2].numpy(), gb, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(per_view.moving_mean.numpy(), separate.moving_mean.numpy(), atol=1e-6)
+    np.testing.assert_allclose(per_view.moving_variance.numpy(), separate.moving_variance.numpy(), atol=1e-6)
+
+
+def test_per_view_batch_norm_differs_from_shared_statistics_and_spares_inference():
+    """The switch changes training outputs (views with different statistics), not inference."""
+    rng = np.random.default_rng(1)
+    x = tf.constant(np.concatenate([rng.normal(0, 1, (8, 6)), rng.normal(3, 2, (8, 6))]).astype(np.float32))
+    per_view, shared = _bn_pair()
+    with per_view_batch_norm(2):
+        y_view = per_view(x, training=True).numpy()
+        y_inf = per_view(x, training=False).numpy()
+    y_shared = shared(x, training=True).numpy()
+    assert np.abs(y_view - y_shared).max() > 0.5
+    # inference uses the moving statistics, whatever the switch (both layers updated them once
+    # per call above with different batch statistics, so compare against fresh layers)
+    fresh, reference = _bn_pair()
+    with per_view_batch_norm(2):
+        a = fresh(x, training=False).numpy()
+    np.testing.assert_allclose(a, reference(x, training=False).numpy(), atol=1e-6)
+    assert y_inf.shape == y_view.shape
+
+
+def test_per_view_batch_norm_float64_fallback_and_bad_input():
+    rng = np.random.default_rng(2)
+    views = [tf.constant(rng.normal(g, 1 + g, (5, 6))) for g in range(2)]
+    per_view, separate = _bn_pair()
+    per_view_64 = keras.layers.BatchNormalization(dtype="float64", epsilon=1e-5)  # the Keras path
+    separate_64 = keras.layers.BatchNormalization(dtype="float64", epsilon=1e-5)
+    with per_view_batch_norm(2):
+        y = per_view(tf.concat(views, 0), training=True)
+        y64 = per_view_64(tf.concat(views, 0), training=True)  # not a project layer: ignores the switch
+    expected = np.concatenate([separate(v, training=True).numpy() for v in views])
+    np.testing.assert_allclose(y.numpy(), expected, atol=1e-5)
+    assert np.abs(y64.numpy() - separate_64(tf.concat(views, 0), training=True).numpy()).max() < 1e-9
+    with per_view_batch_norm(2):
+        with pytest.raises(ValueError, match="not a multiple of 2"):
+            per_view(tf.zeros((5, 6)), training=True)
+    with pytest.raises(ValueError, match="groups must be an int >= 1"):
+        with per_view_batch_norm(0):
+            pass
+    assert batch_norm_view_groups() == 1
