@@ -130,6 +130,9 @@ class TrainConfig(hyperparams.Config):
     log_every_steps: int = 10
     checkpoint_every_steps: int = 100
     keep_checkpoints: int = 3
+    # SIGTERM (preemption): finish the step, checkpoint, exit 5 within this many seconds
+    # (hac_tf/training/preemption.py); 0 = SIGTERM's default action (terminate at once)
+    preemption_grace_seconds: float = 25.0
     knn_every_steps: int = 0  # 0 = only at the end
     image_summary_every_steps: int = 0  # 0 = once at the start
     deterministic_ops: bool = False
@@ -303,6 +306,7 @@ RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "train.log_every_steps": (1, 1 << 31, True, True),
     "train.checkpoint_every_steps": (1, 1 << 31, True, True),
     "train.keep_checkpoints": (1, 1000, True, True),
+    "train.preemption_grace_seconds": (0.0, 86400.0, True, True),
     "train.knn_every_steps": (0, 1 << 31, True, True),
     "train.image_summary_every_steps": (0, 1 << 31, True, True),
     "eval.knn_k": (1, 100000, True, True),
