@@ -97,12 +97,13 @@ def main(argv: List[str]) -> int:
     if image_size and f.source in COLOURED_SOURCES:
         source_kwargs.setdefault("image_size", image_size)  # generate at that size, no resize
         image_size = 0
-    from hac_tf.downstream.classifier import ExportNotFoundError, finetune_classifier, resolve_export
+    from hac_tf.downstream.classifier import finetune_classifier
+    from hac_tf.export.serving_layout import ExportNotFoundError, resolve_version_dir
 
     try:
-        resolve_export(f.export_dir)  # no TensorFlow needed to report a missing export
+        resolve_version_dir(f.export_dir)  # no TensorFlow needed to report a missing export
     except ExportNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: --export_dir: {e}", file=sys.stderr)
         return 1
     side = f.image_size or NATIVE_SIDE.get(f.source, 0)
     if side:
@@ -114,7 +115,7 @@ def main(argv: List[str]) -> int:
             max_test=f.max_test or None, augment=f.augment, image_size=image_size, seed=f.seed,
             source_kwargs=source_kwargs, verbose=f.verbose, output_json=f.output_json)
     except ExportNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: --export_dir: {e}", file=sys.stderr)
         return 1
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

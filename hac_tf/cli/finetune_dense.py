@@ -63,13 +63,14 @@ def main(argv: List[str]) -> int:
     del argv
     f = flags.FLAGS
     configure_output(verbose_requested(f))
-    from hac_tf.downstream.classifier import ExportNotFoundError, resolve_export, write_json
+    from hac_tf.downstream.classifier import write_json
     from hac_tf.downstream.onednn import configure_onednn
+    from hac_tf.export.serving_layout import ExportNotFoundError, resolve_version_dir
 
     try:
-        version_dir = resolve_export(f.export_dir)  # no TensorFlow needed to report a missing export
+        version_dir = resolve_version_dir(f.export_dir)  # no TensorFlow needed to report a missing export
     except ExportNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: --export_dir: {e}", file=sys.stderr)
         return 1
     print(configure_onednn(f.onednn, version_dir, f.canvas_size, training=not f.freeze_backbone))
     from hac_tf.downstream import canvas, metrics

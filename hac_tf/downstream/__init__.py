@@ -19,8 +19,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "classifier": ("ExportNotFoundError", "build_classifier", "classification_data",
-                   "finetune_classifier", "resolve_export", "safe_adam", "write_json"),
+    "classifier": ("build_classifier", "classification_data", "finetune_classifier", "safe_adam", "write_json"),
     "canvas": ("NUM_GARMENT_CLASSES", "CanvasArrays", "CanvasSpec", "canvas_dataset",
                "generate_canvas", "generate_canvases", "masks_to_boxes"),
     "dense": ("DetectionConfig", "NUM_DETECTION_CLASSES", "NUM_SEGMENTATION_CLASSES",

@@ -25,39 +25,12 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-__all__ = ["MODES", "ExportNotFoundError", "build_classifier", "classification_data", "finetune_classifier",
-           "resolve_export", "safe_adam", "write_json"]
+from hac_tf.export.serving_layout import resolve_version_dir
+
+__all__ = ["MODES", "build_classifier", "classification_data", "finetune_classifier", "safe_adam", "write_json"]
 
 MODES = ("linear", "finetune")
 DEFAULT_LEARNING_RATE = {"linear": 1e-2, "finetune": 1e-3}
-
-
-class ExportNotFoundError(FileNotFoundError):
-    """``export_dir`` holds no exported backbone (no saved_model.pb and no numeric version)."""
-
-
-def resolve_export(export_dir: str) -> str:
-    """The version directory of ``export_dir`` (a version dir or a base path), or a clear error.
-
-    Same resolution as ``hac_tf.export.resolve_version_dir`` (a base path -> its largest
-    published numeric version) but without importing TensorFlow, so tools fail fast.
-    """
-    from hac_tf.export import serving_layout as layout
-
-    hint = ("Expected a SavedModel version directory (with saved_model.pb) or a model base path "
-            "holding numeric versions, as written by tools/export.py / hac_tf.export.export_backbone.")
-    if not export_dir:
-        raise ExportNotFoundError(f"no export_dir given. {hint}")
-    path = os.path.abspath(os.fspath(export_dir))
-    if os.path.isfile(os.path.join(path, layout.SAVED_MODEL_PB)):
-        return path
-    if not os.path.isdir(path):
-        raise ExportNotFoundError(f"export_dir {export_dir!r}: no such directory. {hint}")
-    latest = layout.latest_version(path)
-    if latest is None:
-        raise ExportNotFoundError(f"export_dir {export_dir!r} holds neither a saved_model.pb nor a "
-                                  f"numeric version directory with one. {hint}")
-    return os.path.join(path, str(latest))
 
 
 def _augment_fn(seed: int, pad: int):
@@ -130,7 +103,7 @@ def build_classifier(export_dir: str, num_classes: int, input_shape, mode: str =
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    version_dir = resolve_export(export_dir)
+    version_dir = resolve_version_dir(export_dir)
     if mode == "finetune":
         from absl import logging
 
@@ -216,12 +189,12 @@ def finetune_classifier(
       ``num_trainable_weights`` (0 in linear mode).
 
     Raises:
-      ExportNotFoundError: ``export_dir`` holds no export.
+      hac_tf.export.ExportNotFoundError: ``export_dir`` holds no export.
       ValueError: unknown mode / label key.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    version_dir = resolve_export(export_dir)  # fail fast, before importing TF or loading data
+    version_dir = resolve_version_dir(export_dir)  # fail fast, before importing TF or loading data
     import keras
 
     lr = float(learning_rate) if learning_rate else DEFAULT_LEARNING_RATE[mode]

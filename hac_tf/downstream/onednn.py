@@ -26,7 +26,7 @@ import math
 import os
 from typing import Optional
 
-from hac_tf.export import serving_layout as layout
+from hac_tf.export.serving_layout import ExportNotFoundError, resolve_version_dir
 
 __all__ = ["ONEDNN_ENV", "onednn_enabled", "conv_backprop_crash_risk", "configure_onednn"]
 
@@ -41,21 +41,14 @@ def onednn_enabled() -> bool:
     return os.environ.get(ONEDNN_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
-def _version_dir(export_dir: str) -> Optional[str]:
-    path = os.path.abspath(os.fspath(export_dir))
-    if os.path.isfile(os.path.join(path, layout.SAVED_MODEL_PB)):
-        return path
-    latest = layout.latest_version(path)
-    return None if latest is None else os.path.join(path, str(latest))
-
-
 def conv_backprop_crash_risk(export_dir: str, image_side: int) -> Optional[str]:
     """Why training this export on ``image_side`` px images may hit the oneDNN crash, or None.
 
     Reads the export's metadata (stage-1 channels and stem); returns None when it cannot tell.
     """
-    version_dir = _version_dir(export_dir) if export_dir else None
-    if version_dir is None:
+    try:
+        version_dir = resolve_version_dir(export_dir)
+    except ExportNotFoundError:
         return None
     try:
         with open(os.path.join(version_dir, _METADATA_FILE), encoding="utf-8") as f:

@@ -5,8 +5,9 @@
     load_backbone(path, trainable=False, output="embedding") -> Keras 3 layer
 
 Modules: :mod:`~hac_tf.export.savedmodel` (the exported signatures/endpoints, metadata),
-:mod:`~hac_tf.export.serving_layout` (versions, atomic publish, models.config and
-models.host.config, warmup records), :mod:`~hac_tf.export.loading` (loading for Keras 3) and
+:mod:`~hac_tf.export.serving_layout` (versions; ``resolve_version_dir``: a model base path or a
+version dir -> the version dir; atomic publish, models.config and models.host.config, warmup
+records), :mod:`~hac_tf.export.loading` (loading for Keras 3) and
 :mod:`~hac_tf.export.serving_client` (REST/gRPC requests to TF Serving; ``hac-serving-client``).
 
 Names are imported lazily, so ``hac_tf.export.serving_layout`` can be used without importing
@@ -24,13 +25,13 @@ _EXPORTS = {
         "SERVING_SIGNATURE", "build_export_module", "export_backbone", "variables_size_bytes",
     ),
     "serving_layout": (
-        "ExportWriteError", "VersionExistsError", "cleanup_stale_temp_dirs", "latest_version", "list_versions",
-        "next_version", "parse_models_config", "read_warmup_records", "write_models_config",
+        "ExportNotFoundError", "ExportWriteError", "VersionExistsError", "cleanup_stale_temp_dirs", "latest_version",
+        "list_versions", "next_version", "resolve_version_dir", "parse_models_config", "read_warmup_records",
+        "write_models_config",
         "DEFAULT_SERVING_ROOT", "HOST_MODELS_CONFIG", "MODELS_CONFIG", "served_model_dirs", "validate_serving_root",
     ),
     "loading": (
         "OUTPUT_CHOICES", "UNSAFE_OPS", "SavedModelBackbone", "audit_graph_ops", "load_backbone", "read_metadata",
-        "resolve_version_dir",
     ),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -53,11 +54,12 @@ def __dir__():
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from hac_tf.export.loading import (  # noqa: F401
-        OUTPUT_CHOICES, UNSAFE_OPS, SavedModelBackbone, audit_graph_ops, load_backbone, read_metadata, resolve_version_dir)
+        OUTPUT_CHOICES, UNSAFE_OPS, SavedModelBackbone, audit_graph_ops, load_backbone, read_metadata)
     from hac_tf.export.savedmodel import (  # noqa: F401
         DEFAULT_MAX_BATCH, FEATURE_MAPS_SIGNATURE, LEVEL_KEYS, METADATA_FILE, SERVING_SIGNATURE,
         build_export_module, export_backbone, variables_size_bytes)
     from hac_tf.export.serving_layout import (  # noqa: F401
-        ExportWriteError, VersionExistsError, cleanup_stale_temp_dirs, latest_version, list_versions, next_version,
-        parse_models_config, read_warmup_records, write_models_config,
+        ExportNotFoundError, ExportWriteError, VersionExistsError, cleanup_stale_temp_dirs, latest_version,
+        list_versions, next_version, parse_models_config, resolve_version_dir, read_warmup_records,
+        write_models_config,
         DEFAULT_SERVING_ROOT, HOST_MODELS_CONFIG, MODELS_CONFIG, served_model_dirs, validate_serving_root)

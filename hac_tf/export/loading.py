@@ -26,7 +26,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import keras
 import tensorflow as tf
 
-from hac_tf.export import serving_layout as layout
+from hac_tf.export.serving_layout import SAVED_MODEL_PB, resolve_version_dir
 from hac_tf.export.savedmodel import (
     INFERENCE_ENDPOINT,
     LEVEL_KEYS,
@@ -52,23 +52,6 @@ UNSAFE_OPS = frozenset({
 OUTPUT_CHOICES = ("embedding",) + STAGE_KEYS + LEVELS + ("feature_maps", "all")
 
 
-def resolve_version_dir(path: Union[str, os.PathLike]) -> str:
-    """A version directory (holding saved_model.pb) from a version dir or a model base path.
-
-    A base path resolves to its largest published numeric version (temp dirs are ignored).
-    """
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isfile(os.path.join(path, layout.SAVED_MODEL_PB)):
-        return path
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"no exported model at {path}")
-    latest = layout.latest_version(path)
-    if latest is None:
-        raise FileNotFoundError(
-            f"{path} holds neither a saved_model.pb nor a numeric version directory with one")
-    return os.path.join(path, str(latest))
-
-
 def read_metadata(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """The ``hac_tf_metadata.json`` of a version (``path`` may be a base path); {} if absent."""
     meta = os.path.join(resolve_version_dir(path), METADATA_FILE)
@@ -87,7 +70,7 @@ def audit_graph_ops(version_dir: str) -> Dict[str, list]:
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(version_dir, layout.SAVED_MODEL_PB), "rb") as f:
+    with open(os.path.join(version_dir, SAVED_MODEL_PB), "rb") as f:
         proto.ParseFromString(f.read())
     found: Dict[str, set] = {}
     for meta_graph in proto.meta_graphs:

@@ -31,7 +31,7 @@ import re
 import shutil
 import socket
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -55,6 +55,10 @@ STALE_FOREIGN_TMP_SECONDS = 24 * 3600
 
 class VersionExistsError(FileExistsError):
     """The requested version directory already exists; versions are never overwritten."""
+
+
+class ExportNotFoundError(FileNotFoundError):
+    """A path holds no exported model: neither a saved_model.pb nor a published numeric version."""
 
 
 class ExportWriteError(OSError):
@@ -88,6 +92,40 @@ def latest_version(base_path: str) -> Optional[int]:
     """The largest published version under ``base_path`` or None."""
     versions = list_versions(base_path)
     return versions[-1] if versions else None
+
+
+def resolve_version_dir(path: Union[str, os.PathLike, None]) -> str:
+    """The version directory (holding saved_model.pb) that ``path`` names, as an absolute path.
+
+    ``path`` is a version directory (``saved_models/<name>/3``) or a model base path
+    (``saved_models/<name>``), which resolves to its largest published numeric version
+    (:func:`list_versions`: temporary and incomplete versions are ignored). TensorFlow-free, so
+    tools can report a bad path before importing it.
+
+    Raises:
+      ExportNotFoundError: ``path`` is empty, does not exist, is a numeric version without a
+        saved_model.pb, or is a directory without any published version.
+    """
+    hint = ("Expected a SavedModel version directory (with saved_model.pb) or a model base path "
+            "holding numeric versions, as hac-export and hac_tf.export.export_backbone write them.")
+    if path is None or not os.fspath(path):
+        raise ExportNotFoundError(f"no export path given. {hint}")
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isfile(os.path.join(path, SAVED_MODEL_PB)):
+        return path
+    if not os.path.isdir(path):
+        raise ExportNotFoundError(f"no exported model at {path}: no such directory. {hint}")
+    parent, name = os.path.split(path)
+    if _NUMERIC.match(name):
+        raise ExportNotFoundError(
+            f"no exported model at {path}: version {name} has no {SAVED_MODEL_PB} (an export in progress "
+            f"or one that failed); published versions of {parent}: {list_versions(parent) or 'none'}")
+    latest = latest_version(path)
+    if latest is None:
+        raise ExportNotFoundError(
+            f"no exported model at {path}: it holds neither a {SAVED_MODEL_PB} nor a numeric version "
+            f"directory with one. {hint}")
+    return os.path.join(path, str(latest))
 
 
 def next_version(base_path: str) -> int:

@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from hac_tf.downstream.classifier import ExportNotFoundError, finetune_classifier
-from hac_tf.export import export_backbone
+from hac_tf.downstream.classifier import finetune_classifier
+from hac_tf.export import ExportNotFoundError, export_backbone
 from hac_tf.models import build_resnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,7 +73,7 @@ def test_missing_export_dir(tmp_path):
         finetune_classifier(missing, verbose=0)
     proc = _run_tool(f"--export_dir={missing}", f"--data_dir={FIXTURE_DIR}")
     assert proc.returncode == 1
-    assert "error: export_dir" in proc.stderr and "no_such_model" in proc.stderr
+    assert "error: --export_dir: no exported model at" in proc.stderr and "no_such_model" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

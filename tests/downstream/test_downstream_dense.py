@@ -152,4 +152,4 @@ def test_dense_tool_missing_export(tmp_path):
                            f"--export_dir={tmp_path / 'nothing_here'}"],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 1
-    assert "error: export_dir" in proc.stderr and "nothing_here" in proc.stderr
+    assert "error: --export_dir: no exported model at" in proc.stderr and "nothing_here" in proc.stderr

@@ -1,5 +1,5 @@
-"""TF Serving layout: version numbering, atomic publish (failed rename, hard crash of a
-subprocess), refusal to overwrite, temp-dir cleanup, models.config."""
+"""TF Serving layout: version numbering, resolving a base path or version dir, atomic publish
+(failed rename, hard crash of a subprocess), refusal to overwrite, temp-dir cleanup, models.config."""
 
 import hashlib
 import os
@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from hac_tf.export import (
+    ExportNotFoundError,
     VersionExistsError,
     cleanup_stale_temp_dirs,
     export_backbone,
@@ -20,6 +21,7 @@ from hac_tf.export import (
     list_versions,
     next_version,
     parse_models_config,
+    resolve_version_dir,
     write_models_config,
 )
 from hac_tf.export import serving_layout as layout
@@ -71,6 +73,44 @@ def test_version_numbering_and_scanning(tmp_path):
     assert list_versions(base) == [1, 2, 7] and latest_version(base) == 7
     assert next_version(base) == 10
     assert layout.publish_version(base, _fake_write())[0] == 10
+
+
+def test_resolve_version_dir_cases(tmp_path, monkeypatch):
+    base = tmp_path / "m"
+    layout.publish_version(str(base), _fake_write(), version=2)
+    layout.publish_version(str(base), _fake_write(), version=10)  # numeric, not lexicographic order
+    os.makedirs(base / "11")  # numeric without saved_model.pb: not published
+    os.makedirs(base / ".tmp-12-otherhost-1")
+    assert resolve_version_dir(str(base)) == str(base / "10")
+    assert resolve_version_dir(base / "2") == str(base / "2")  # an explicit version, os.PathLike
+    monkeypatch.chdir(tmp_path)
+    assert resolve_version_dir("m") == str(base / "10")  # relative -> absolute
+
+
+@pytest.mark.parametrize("case, match", [
+    ("none", "no export path given"),
+    ("empty", "no export path given"),
+    ("missing", "no such directory"),
+    ("empty_dir", "holds neither a saved_model.pb nor a numeric version"),
+    ("only_unpublished", "holds neither a saved_model.pb nor a numeric version"),
+    ("unpublished_version", r"version 3 has no saved_model.pb .*published versions of .*: \[1\]"),
+])
+def test_resolve_version_dir_errors(tmp_path, case, match):
+    base = tmp_path / "m"
+    os.makedirs(base)
+    path = {"none": None, "empty": "", "missing": str(tmp_path / "absent"), "empty_dir": str(base),
+            "only_unpublished": str(base), "unpublished_version": str(base / "3")}[case]
+    if case == "only_unpublished":
+        os.makedirs(base / "4")
+        os.makedirs(base / ".tmp-5-host-1")
+        with open(base / ".tmp-5-host-1" / "saved_model.pb", "w") as f:
+            f.write("x")
+    if case == "unpublished_version":
+        layout.publish_version(str(base), _fake_write(), version=1)
+        os.makedirs(base / "3")
+    with pytest.raises(ExportNotFoundError, match=match) as info:
+        resolve_version_dir(path)
+    assert isinstance(info.value, FileNotFoundError)  # callers catching FileNotFoundError keep working
 
 
 def test_existing_version_is_refused(tmp_path):
