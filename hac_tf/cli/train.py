@@ -16,7 +16,11 @@ own log lines are hidden unless --verbose.
 Exit codes: 0 done; 1 bad/missing data or an I/O error (one line, no traceback); 2 bad config
 (nothing created); 3 NaN/Inf loss or gradient (names the step and the intact last checkpoint);
 4 a checkpoint could not be written, e.g. disk full (partial files removed, previous checkpoint
-intact: free space and re-run the same command).
+intact: free space and re-run the same command); 5 preempted: SIGTERM arrived, the current step
+was finished and checkpointed (re-run the same command to resume; train.preemption_grace_seconds);
+6 a worker of a multi-worker job was lost (restart every worker with the same command).
+A damaged checkpoint is named and skipped (the newest intact one is restored); if every
+checkpoint is damaged: exit 1 (hac_tf/training/checkpoint_integrity.py).
 """
 
 from __future__ import annotations
@@ -68,7 +72,8 @@ def main(argv: List[str]) -> int:
     from hac_tf.training.run import run_experiment
     from hac_tf.training.strategy import build_strategy
     from hac_tf.training.threads import configure_cpu_threads_for
-    from hac_tf.training.trainer import CheckpointWriteError, NonFiniteLossError
+    from hac_tf.training.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
+    from hac_tf.training.trainer import CheckpointWriteError, LostWorkerError, NonFiniteLossError
 
     configure_cpu_threads_for(config)
     try:
@@ -94,6 +99,13 @@ def main(argv: List[str]) -> int:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 4
+    except TrainingPreempted as e:  # SIGTERM: step finished and checkpointed
+        print(str(e), file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+    except LostWorkerError as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 6
     except (ValueError, OSError) as e:  # bad/missing data and the like: one clear line, no traceback
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)

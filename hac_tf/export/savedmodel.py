@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from hac_tf.export import serving_layout as layout
+from hac_tf.training.fault_hooks import fault_point
 
 METADATA_FILE = "hac_tf_metadata.json"
 METADATA_FORMAT = 1
@@ -442,6 +443,7 @@ def export_backbone(
                                         signature_names=(SERVING_SIGNATURE, FEATURE_MAPS_SIGNATURE))
         with open(os.path.join(tmp_dir, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump(metadata, f, indent=2, sort_keys=True, allow_nan=False)
+        fault_point("export")  # drills: HAC_FAULT_AT=export:<n> kills here, before the publishing rename
 
     _, version_dir = layout.publish_version(base_path, write, version)
     if write_config:

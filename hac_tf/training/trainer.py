@@ -20,7 +20,6 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -31,27 +30,34 @@ import tensorflow as tf
 from absl import logging
 
 from hac_tf.io_errors import describe
-from hac_tf.training import builders
+from hac_tf.training import builders, checkpoint_integrity
 from hac_tf.training.config import ExperimentConfig, to_yaml
+from hac_tf.training.fault_hooks import fault_point
 from hac_tf.training.loss_scaling import DynamicLossScale
 from hac_tf.training.optim import WarmupCosine, apply_weight_decay, build_optimizer, peak_learning_rate
+from hac_tf.training.preemption import PreemptionWatcher, TrainingPreempted
 from hac_tf.training.progress import MetricsLog, ProgressBar, Summaries
 from hac_tf.training.strategy import is_chief
 
 
-# Fault-drill hook (tests, tools/fault_drill.py): SIGKILL this process right after the given step
-# (and after that step's checkpoint, if one is due) -- a real kill -9, not an exception.
-_KILL_AFTER_STEP = int(os.environ.get("HAC_TF_KILL_AFTER_STEP", "0") or 0)
-# Fault-drill hook: SIGKILL this process from a timer thread HAC_TF_KILL_DURING_SAVE_DELAY seconds
-# after the checkpoint write of this step starts (lands inside the write: data, index or state).
-_KILL_DURING_SAVE = int(os.environ.get("HAC_TF_KILL_DURING_SAVE", "0") or 0)
-_KILL_DURING_SAVE_DELAY = float(os.environ.get("HAC_TF_KILL_DURING_SAVE_DELAY", "0.01") or 0.01)
+# Kills at step boundaries, inside checkpoint writes and exports: HAC_FAULT_AT (fault_hooks.py).
 # Fault-drill hook: make the loss of this step NaN (tests of the non-finite handling).
 _NAN_AT_STEP = int(os.environ.get("HAC_TF_NAN_AT_STEP", "0") or 0)
 
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/Inf loss; the last good checkpoint was left untouched."""
+
+
+class LostWorkerError(RuntimeError):
+    """A worker of a multi-worker job stopped (its collectives failed or timed out); restart all
+    workers with the same command to resume from the chief's latest checkpoint."""
+
+
+# What collectives raise when a peer worker died (refused connection), went silent (coordination
+# service heartbeat timeout) or aborted them.
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+                  tf.errors.CancelledError)
 
 
 class CheckpointWriteError(OSError):
@@ -171,10 +177,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def restore(self) -> int:
-        """Restores the latest checkpoint if any; returns the step to continue from."""
-        latest = self.manager.latest_checkpoint
+        """Restores the newest intact checkpoint if any; returns the step to continue from.
+
+        Every worker reads the chief's ``<model_dir>/checkpoints`` (multi-worker: model_dir on a
+        shared file system). Damaged checkpoints are named, skipped and (chief) moved to
+        ``checkpoints/damaged/`` (checkpoint_integrity.py); DamagedCheckpointError if checkpoints
+        exist but none is intact.
+        """
+        directory = os.path.join(self.model_dir, "checkpoints")
+        latest, damaged = checkpoint_integrity.restore_newest_intact(self.checkpoint, directory, repair=self.chief)
+        if self.chief and (damaged or latest != self.manager.latest_checkpoint):  # state file rewritten
+            self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
+                                                      max_to_keep=self.config.train.keep_checkpoints,
+                                                      step_counter=self.global_step)
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("restored %s (step %d)", latest, int(self.global_step.numpy()))
             if self.loss_scale is not None:
                 logging.info("restored loss scale %g", float(self.loss_scale.scale.numpy()))
@@ -188,12 +204,11 @@ class Trainer:
         """
         step = int(self.global_step.numpy())
         previous = self.manager.latest_checkpoint
-        if _KILL_DURING_SAVE and step == _KILL_DURING_SAVE:
-            import threading
-
-            threading.Timer(_KILL_DURING_SAVE_DELAY, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        options = tf.train.CheckpointOptions(experimental_write_callbacks=[self._after_write])
         try:
-            path = self.manager.save(checkpoint_number=self.global_step)
+            path = self.manager.save(checkpoint_number=self.global_step, options=options)
+            if self.chief:
+                checkpoint_integrity.remove_orphan_sidecars(self.manager.directory, self.manager.checkpoints)
         except (OSError, tf.errors.OpError) as e:
             removed = self._remove_partial_checkpoint(step, previous)
             code, reason = describe(e)
@@ -204,6 +219,13 @@ class Trainer:
                 f"{previous or '(none yet)'} is intact: free space and re-run the same command to "
                 f"resume from it.") from e
         return path if self.chief else None
+
+    @staticmethod
+    def _after_write(prefix: str) -> None:
+        """Runs when a checkpoint's data and index are written, before the state file names it:
+        records their sha256 (checkpoint_integrity.py); the drills' ``checkpoint`` fault point."""
+        checkpoint_integrity.write_checksums(prefix)
+        fault_point("checkpoint")
 
     def _remove_partial_checkpoint(self, step: int, keep: Optional[str]) -> List[str]:
         """Deletes files of a failed ``ckpt-<step>`` write (never those of ``keep``)."""
@@ -361,12 +383,17 @@ class Trainer:
         last: Dict[str, float] = {}
         t_start = time.perf_counter()
         last_saved = start
+        # SIGTERM (preemption): finish this step, checkpoint, raise TrainingPreempted (preemption.py)
+        preemption = PreemptionWatcher(c.train.preemption_grace_seconds, lambda: self.manager.latest_checkpoint)
+        preemption.start()
         try:
             while step < self.total_steps:
+                fault_point("step")
                 metrics = self._train_step(iterator)
                 step += 1
                 log_now = step % c.train.log_every_steps == 0 or step == self.total_steps
-                ckpt_now = step % c.train.checkpoint_every_steps == 0 or step == self.total_steps
+                ckpt_now = (step % c.train.checkpoint_every_steps == 0 or step == self.total_steps
+                            or preemption.requested)
                 knn_now = bool(knn_monitor) and c.train.knn_every_steps and step % c.train.knn_every_steps == 0
                 if log_now or ckpt_now or knn_now:
                     values = {k: float(v.numpy()) for k, v in metrics.items()}
@@ -389,9 +416,19 @@ class Trainer:
                     if ckpt_now:
                         self.save()
                         last_saved = step
-                if _KILL_AFTER_STEP and step == _KILL_AFTER_STEP:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                if preemption.requested:
+                    raise TrainingPreempted(step, self.manager.latest_checkpoint if self.chief else None)
+        except _PEER_FAILURES as e:
+            if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                raise LostWorkerError(
+                    f"a worker of the multi-worker job stopped responding after step {step} "
+                    f"({type(e).__name__}: {str(e).strip().splitlines()[0][:300]}). Restart every worker with the "
+                    f"same command to resume from the chief's latest checkpoint "
+                    f"({self.manager.latest_checkpoint if self.chief else 'in ' + self.model_dir + '/checkpoints'})."
+                ) from e
+            raise
         finally:
+            preemption.stop()
             bar.close()
         del last_saved
         last["step"] = step

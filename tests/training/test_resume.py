@@ -24,8 +24,8 @@ np.savez(sys.argv[1] + "/final.npz", *[v.numpy() for v in trainer.model.variable
 
 def run(model_dir, overrides, kill_after=0):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    if kill_after:
-        env["HAC_TF_KILL_AFTER_STEP"] = str(kill_after)
+    if kill_after:  # kill -9 before step kill_after + 1, i.e. after step kill_after and its checkpoint
+        env["HAC_FAULT_AT"] = f"step:{kill_after + 1}"
     return subprocess.run([sys.executable, "-c", RUNNER, str(model_dir), *overrides], env=env,
                           capture_output=True, text=True, timeout=300)
 
