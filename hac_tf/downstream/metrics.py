@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from hac_tf.downstream.dense import NUM_SEGMENTATION_CLASSES
+from hac_tf.downstream.segmentation import NUM_SEGMENTATION_CLASSES
 
 __all__ = ["evaluate_detection", "evaluate_segmentation", "pycocotools_available"]
 

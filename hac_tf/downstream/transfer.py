@@ -19,7 +19,9 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
-from hac_tf.downstream import dense, metrics
+from hac_tf.downstream import detection, metrics, segmentation
+from hac_tf.downstream.dense_training import train_dense
+from hac_tf.downstream.feature_backbone import SavedModelFeatureBackbone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +42,9 @@ class DenseTransferSettings:
     verbose: int = 1
 
 
-def _backbone(s: DenseTransferSettings) -> dense.SavedModelFeatureBackbone:
-    return dense.SavedModelFeatureBackbone(s.export_dir, (s.canvas_size, s.canvas_size),
-                                           trainable=not s.freeze_backbone, level_naming=s.level_naming)
+def _backbone(s: DenseTransferSettings) -> SavedModelFeatureBackbone:
+    return SavedModelFeatureBackbone(s.export_dir, (s.canvas_size, s.canvas_size),
+                                     trainable=not s.freeze_backbone, level_naming=s.level_naming)
 
 
 def train_summary(history: Dict[str, Any]) -> Dict[str, Any]:
@@ -55,20 +57,20 @@ def train_summary(history: Dict[str, Any]) -> Dict[str, Any]:
 def run_detection(s: DenseTransferSettings, train: tf.data.Dataset, test: tf.data.Dataset) -> Dict[str, Any]:
     """RetinaNet (FPN + RetinaNet head, focal + Huber loss) trained for ``s.steps`` steps;
     returns ``{"coco": COCO box AP dict, "train": summary, "eval_seconds", "config", "levels"}``."""
-    config = dense.DetectionConfig(min_level=s.min_level, max_level=s.max_level, anchor_size=s.anchor_size)
+    config = detection.DetectionConfig(min_level=s.min_level, max_level=s.max_level, anchor_size=s.anchor_size)
     size = (s.canvas_size, s.canvas_size)
     backbone = _backbone(s)
-    model = dense.build_retinanet(backbone, config)
+    model = detection.build_retinanet(backbone, config)
     print(f"[detection] RetinaNet on backbone levels {backbone.levels} "
           f"(export keys -> levels {backbone.level_of_export_key}); FPN/head levels "
           f"{config.min_level}..{config.max_level}; {config.anchors_per_location} anchors/location")
-    train_ds = dense.detection_inputs(train, config, size, s.batch_size, training=True)
-    history = dense.train_dense(
-        model, train_ds, lambda o, l: dense.retinanet_loss(o, l, dense.NUM_DETECTION_CLASSES, config),
+    train_ds = detection.detection_inputs(train, config, size, s.batch_size, training=True)
+    history = train_dense(
+        model, train_ds, lambda o, l: detection.retinanet_loss(o, l, detection.NUM_DETECTION_CLASSES, config),
         s.steps, learning_rate=s.learning_rate, verbose=s.verbose)
     t = time.time()
-    coco = metrics.evaluate_detection(model, dense.detection_inputs(test, config, size, s.batch_size,
-                                                                    training=False))
+    coco = metrics.evaluate_detection(model, detection.detection_inputs(test, config, size, s.batch_size,
+                                                                        training=False))
     return {"coco": coco, "train": train_summary(history), "eval_seconds": time.time() - t,
             "config": dataclasses.asdict(config), "levels": backbone.levels}
 
@@ -78,16 +80,16 @@ def run_segmentation(s: DenseTransferSettings, train: tf.data.Dataset, test: tf.
     ``{"segmentation": mean IoU dict, "train": summary, "eval_seconds", "config", "levels"}``."""
     size = (s.canvas_size, s.canvas_size)
     backbone = _backbone(s)
-    config = dense.resolve_segmentation_config(backbone)
-    model = dense.build_segmentation_model(backbone, config)
+    config = segmentation.resolve_segmentation_config(backbone)
+    model = segmentation.build_segmentation_model(backbone, config)
     print(f"[segmentation] FPN levels {config.min_level}..{config.max_level}, head on level "
-          f"{config.head_level}, {dense.NUM_SEGMENTATION_CLASSES} classes (0 = background)")
-    train_ds = dense.segmentation_inputs(train, size, s.batch_size, training=True)
-    history = dense.train_dense(model, train_ds, dense.segmentation_loss, s.steps,
-                                learning_rate=s.learning_rate, verbose=s.verbose)
+          f"{config.head_level}, {segmentation.NUM_SEGMENTATION_CLASSES} classes (0 = background)")
+    train_ds = segmentation.segmentation_inputs(train, size, s.batch_size, training=True)
+    history = train_dense(model, train_ds, segmentation.segmentation_loss, s.steps,
+                          learning_rate=s.learning_rate, verbose=s.verbose)
     t = time.time()
-    seg = metrics.evaluate_segmentation(model, dense.segmentation_inputs(test, size, s.batch_size,
-                                                                         training=False))
+    seg = metrics.evaluate_segmentation(model, segmentation.segmentation_inputs(test, size, s.batch_size,
+                                                                                training=False))
     return {"segmentation": seg, "train": train_summary(history), "eval_seconds": time.time() - t,
             "config": dataclasses.asdict(config), "levels": backbone.levels}
 
