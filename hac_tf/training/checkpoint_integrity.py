@@ -10,9 +10,10 @@ and that TensorFlow restores without error. Candidates are the checkpoints the s
 plus every ``ckpt-<step>`` with an index, data or checksum file in the directory, newest first,
 so a state file naming a missing prefix, a missing index, a truncated or bit-flipped shard are
 each detected and skipped. A damaged checkpoint is named in the log and on stderr and (on the
-chief) moved to ``<dir>/damaged/``; the state file is rewritten to list the intact ones. When
-checkpoints exist but none is intact, :class:`DamagedCheckpointError` is raised: training never
-starts over silently and never continues from a damaged checkpoint.
+chief, once an intact one is restored) moved to ``<dir>/damaged/``; the state file is rewritten
+to list the intact ones. When checkpoints exist but none is intact, nothing is moved and
+:class:`DamagedCheckpointError` is raised: training never starts over silently and never
+continues from a damaged checkpoint.
 
 Checkpoints without a sidecar (written before this module existed) are verified by reading
 every tensor: TensorFlow checks each tensor's crc32c stored in the index.
@@ -211,11 +212,11 @@ def restore_newest_intact(checkpoint: tf.train.Checkpoint, directory: str, repai
     """Restores the newest intact checkpoint of ``directory`` into ``checkpoint``.
 
     Args:
-      checkpoint: the run's ``tf.train.Checkpoint`` (every object must match, else ValueError:
+      checkpoint: the run's ``tf.train.Checkpoint`` (every object must match, else AssertionError:
         a checkpoint of another model is a configuration error, not damage).
       directory: the checkpoint directory (the ``tf.train.CheckpointManager`` directory).
-      repair: move damaged checkpoints to ``<dir>/damaged/`` and rewrite the state file (the
-        chief); False only reads (other workers of a multi-worker job).
+      repair: once an intact checkpoint is restored, move the damaged ones to ``<dir>/damaged/``
+        and rewrite the state file (the chief); False only reads (other workers).
       verify: the check of one prefix (default :func:`verify_checkpoint`).
 
     Returns:
@@ -238,12 +239,13 @@ def restore_newest_intact(checkpoint: tf.train.Checkpoint, directory: str, repai
         if restored:
             break
         damaged.append(DamagedCheckpoint(prefix, reason))
-        _report(f"checkpoint {prefix} is damaged: {reason}; "
-                + ("moved to " + os.path.join(directory, DAMAGED_DIR) + "; " if repair else "")
-                + "trying the next older one")
-        if repair:
-            quarantine(prefix)
-    if repair and (damaged or (restored and restored != _state_latest(directory))):
+        _report(f"checkpoint {prefix} is damaged: {reason}; trying the next older one")
+    if damaged and restored and repair:  # (all damaged: left in place, so the error repeats until handled)
+        for d in damaged:
+            quarantine(d.prefix)
+        _report(f"damaged checkpoint(s) {', '.join(os.path.basename(d.prefix) for d in damaged)} moved to "
+                f"{os.path.join(directory, DAMAGED_DIR)}")
+    if repair and restored and (damaged or restored != _state_latest(directory)):
         # the state file lists exactly the intact checkpoints up to the restored one (a complete
         # checkpoint written just before a kill, which the state file did not name yet, included)
         bad = {d.prefix for d in damaged}
