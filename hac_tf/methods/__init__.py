@@ -1,6 +1,10 @@
 """hac_tf.methods: base methods (SimCLR, MoCo v2, BYOL, SimSiam, Barlow Twins) and the one
 multi-depth Keras model that applies them at every level of the hierarchy.
 
+A base method is one class in ``hac_tf/methods/<name>.py`` registered with ``@register``
+(hac_tf/methods/base.py states what it owns; docs/ADDING.md). Importing this package imports
+every module of it, so every registered name is known: ``METHOD_NAMES``.
+
 Public API:
   ModelSpec                      validated, frozen definition of a model (method, backbone,
                                  level_depths, loss_weights, embedding, heads, method settings)
@@ -8,22 +12,28 @@ Public API:
                                  update_targets(step, total_steps), encode(images), backbone,
                                  online_variables / trainable_variables, predictor_variables,
                                  target_variables
-  build_model(spec), build_method(spec), available_methods(), METHODS
-  Method, PairOutputs            the per-level loss interface
+  register, method_class(name), method_names(where=None), METHOD_NAMES
+  Method, MethodSettings, PairOutputs   the base-method interface
   SimCLR, MoCo, BYOL, SimSiam, BarlowTwins, KeyQueue
   cosine_momentum, ema_update, copy_variables
 """
 
-from hac_tf.methods.barlow import BarlowTwins
-from hac_tf.methods.base import Method, PairOutputs
-from hac_tf.methods.byol import BYOL
-from hac_tf.methods.ema import copy_variables, cosine_momentum, ema_update
-from hac_tf.methods.model import EncoderTower, HierarchicalContrastiveModel
-from hac_tf.methods.moco import KeyQueue, MoCo
-from hac_tf.methods.registry import METHODS, available_methods, build_method, build_model
-from hac_tf.methods.simclr import SimCLR
-from hac_tf.methods.simsiam import SimSiam
-from hac_tf.methods.spec import METHOD_NAMES, ModelSpec
+from hac_tf.methods.base import Method, MethodSettings, PairOutputs
+from hac_tf.methods.registry import load_method_modules, method_class, method_names, register
+
+load_method_modules()  # every hac_tf/methods/<name>.py registers its method
+
+from hac_tf.methods.barlow import BarlowTwins  # noqa: E402
+from hac_tf.methods.byol import BYOL  # noqa: E402
+from hac_tf.methods.ema import copy_variables, cosine_momentum, ema_update  # noqa: E402
+from hac_tf.methods.model import EncoderTower, HierarchicalContrastiveModel  # noqa: E402
+from hac_tf.methods.moco import KeyQueue, MoCo  # noqa: E402
+from hac_tf.methods.simclr import SimCLR  # noqa: E402
+from hac_tf.methods.simsiam import SimSiam  # noqa: E402
+from hac_tf.methods.spec import ModelSpec  # noqa: E402
+
+#: names of the registered base methods, sorted
+METHOD_NAMES = method_names()
 
 __all__ = [
     "BYOL",
@@ -31,18 +41,18 @@ __all__ = [
     "EncoderTower",
     "HierarchicalContrastiveModel",
     "KeyQueue",
-    "METHODS",
     "METHOD_NAMES",
     "Method",
+    "MethodSettings",
     "MoCo",
     "ModelSpec",
     "PairOutputs",
     "SimCLR",
     "SimSiam",
-    "available_methods",
-    "build_method",
-    "build_model",
     "copy_variables",
     "cosine_momentum",
     "ema_update",
+    "method_class",
+    "method_names",
+    "register",
 ]

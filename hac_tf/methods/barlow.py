@@ -7,16 +7,36 @@ batch and the MEAN-reduced value equals the single-device one.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+import dataclasses
+from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
 
 from hac_tf.losses import barlow_twins
-from hac_tf.methods.base import Method, PairOutputs
+from hac_tf.methods.base import Method, MethodSettings, PairOutputs
+from hac_tf.methods.registry import register
+from hac_tf.schema import ranged
 
 
+@dataclasses.dataclass(frozen=True)
+class BarlowSettings(MethodSettings):
+    """barlow_lambd: weight of the off-diagonal terms (3.9e-3); barlow_scale: loss scale (1/32)."""
+
+    barlow_lambd: float = ranged(3.9e-3, 0.0, 10.0)
+    barlow_scale: float = ranged(1.0 / 32.0, 0.0, 100.0, lo_inclusive=False)
+
+
+@register
 class BarlowTwins(Method):
     name_ = "barlow"
+    projector_defaults = dict(hidden_dim=2048, out_dim=2048, num_layers=3, hidden_bn=True, last_bn=False,
+                              hidden_bias=False, last_bias=False)
+    settings_class = BarlowSettings
+
+    @classmethod
+    def projector_kwargs(cls, overrides: Dict[str, Any]) -> Dict[str, Any]:
+        """The defaults with ``overrides``; the projector never has biases (as in Barlow Twins)."""
+        return {**cls.projector_defaults, **overrides}
 
     def level_loss(
         self,
@@ -29,8 +49,8 @@ class BarlowTwins(Method):
         loss = barlow_twins(
             online.z_a,
             online.z_b,
-            lambd=self.spec.setting("barlow_lambd"),
-            scale=self.spec.setting("barlow_scale"),
+            lambd=self.settings.barlow_lambd,
+            scale=self.settings.barlow_scale,
             gather_across_replicas=True,
         )
         return loss, {}

@@ -9,19 +9,35 @@ tau = 1 - (1 - tau_base)(cos(pi step / T) + 1) / 2.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
 from hac_tf.losses import byol_loss
-from hac_tf.methods.base import Method, PairOutputs
+from hac_tf.methods.base import Method, MethodSettings, PairOutputs
 from hac_tf.methods.ema import cosine_momentum
+from hac_tf.methods.registry import register
+from hac_tf.schema import ranged
 
 
+@dataclasses.dataclass(frozen=True)
+class BYOLSettings(MethodSettings):
+    """byol_base_momentum: tau_base of the cosine-ramped target decay (0.99, HA supp. B)."""
+
+    byol_base_momentum: float = ranged(0.99, 0.0, 1.0, hi_inclusive=False)
+
+
+@register
 class BYOL(Method):
     name_ = "byol"
     has_predictor = True
     target_kind = "ema"
+    projector_defaults = dict(hidden_dim=4096, out_dim=256, num_layers=2, hidden_bn=True, last_bn=False,
+                              hidden_bias=True, last_bias=True)
+    predictor_hidden_default = 4096
+    settings_class = BYOLSettings
+    plugins_opt_in = ("equimod",)
 
     def level_loss(
         self,
@@ -41,4 +57,4 @@ class BYOL(Method):
         return loss, {}
 
     def target_momentum(self, step, total_steps) -> tf.Tensor:
-        return cosine_momentum(self.spec.setting("byol_base_momentum"), step, total_steps)
+        return cosine_momentum(self.settings.byol_base_momentum, step, total_steps)

@@ -18,13 +18,16 @@ n > K only the last K keys are kept. The queue therefore always holds the last K
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
 
 from hac_tf.losses import infonce_queue
-from hac_tf.methods.base import Method, PairOutputs
+from hac_tf.methods.base import Method, MethodSettings, PairOutputs
+from hac_tf.methods.registry import register
+from hac_tf.schema import ranged
 
 
 def _unit_rows(shape, dtype=None) -> tf.Tensor:
@@ -93,12 +96,28 @@ def gather_keys(k_a: tf.Tensor, k_b: tf.Tensor) -> tf.Tensor:
     return tf.concat([k_a, k_b], axis=0)
 
 
+@dataclasses.dataclass(frozen=True)
+class MoCoSettings(MethodSettings):
+    """temperature (0.2); moco_queue_size: queue length K per level (4096; ImageNet configs use
+    65536); moco_momentum: fixed momentum m of the key encoder (0.99; 0.999 in the reference)."""
+
+    temperature: float = ranged(0.2, 0.0, 100.0, lo_inclusive=False)
+    moco_queue_size: int = ranged(4096, 1, 1 << 22)
+    moco_momentum: float = ranged(0.99, 0.0, 1.0, hi_inclusive=False)
+
+
+@register
 class MoCo(Method):
     name_ = "moco"
     target_kind = "momentum"
+    has_queue = True
+    softmax_temperature = True
+    projector_defaults = dict(hidden_dim=2048, out_dim=128, num_layers=2, hidden_bn=False, last_bn=False,
+                              hidden_bias=True, last_bias=True)  # the MoCo v2 head
+    settings_class = MoCoSettings
 
     def build_state(self) -> None:
-        size = self.spec.setting("moco_queue_size")
+        size = self.settings.moco_queue_size
         dim = self.spec.projector["out_dim"]
         self.queues: List[KeyQueue] = [
             KeyQueue(size, dim, name=f"queue_{name}") for name in self.spec.level_names
@@ -121,8 +140,8 @@ class MoCo(Method):
         negatives = queue.read()
         k_a = tf.stop_gradient(tf.math.l2_normalize(tf.cast(target.z_a, tf.float32), axis=-1))
         k_b = tf.stop_gradient(tf.math.l2_normalize(tf.cast(target.z_b, tf.float32), axis=-1))
-        tau = self.spec.setting("temperature")
-        mochi = self.spec.setting("mochi")
+        tau = self.settings.temperature
+        mochi = self.spec.mochi
         loss = 0.5 * (
             infonce_queue(online.z_a, k_b, negatives, tau, mochi=mochi, step=step)
             + infonce_queue(online.z_b, k_a, negatives, tau, mochi=mochi, step=step)
@@ -132,4 +151,4 @@ class MoCo(Method):
         return loss, {"queue_fill": queue.fill_fraction()}
 
     def target_momentum(self, step, total_steps) -> tf.Tensor:
-        return tf.constant(self.spec.setting("moco_momentum"), tf.float32)
+        return tf.constant(self.settings.moco_momentum, tf.float32)

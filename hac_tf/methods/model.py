@@ -48,7 +48,6 @@ import tensorflow as tf
 from hac_tf.losses import similarity_stats
 from hac_tf.methods.base import Method, PairOutputs
 from hac_tf.methods.ema import copy_variables, ema_update
-from hac_tf.methods.registry import build_method
 from hac_tf.methods.spec import ModelSpec
 from hac_tf.models import (
     EmbeddingMLP,
@@ -174,7 +173,8 @@ class HierarchicalContrastiveModel(keras.Model):
                 head = PredictionMLP(sync_bn=spec.sync_bn, name=f"predictor_level_{i + 1}", **pred)
                 head.build((None, spec.projector["out_dim"]))
                 self.predictors.append(head)
-        self.method: Method = build_method(spec)
+        self.method: Method = spec.method_class(spec)
+        self.method.build_state()
         self.target: Optional[EncoderTower] = None
         if self.method.target_kind is not None:
             self.target = EncoderTower(spec, prefix="target_", name="target")
@@ -412,7 +412,7 @@ class HierarchicalContrastiveModel(keras.Model):
     def update_targets(self, step: Any = 0, total_steps: Any = 1) -> Optional[tf.Tensor]:
         """EMA of the target's trainable parameters toward the online ones; returns m.
 
-        MoCo: fixed m = spec.moco_momentum. BYOL: m = 1 - (1 - tau_base)(cos(pi step/T) + 1)/2.
+        MoCo: fixed m = its moco_momentum setting. BYOL: m = 1 - (1 - tau_base)(cos(pi step/T) + 1)/2.
         No-op (returns None) for methods without a target. Works eagerly, in a tf.function and
         inside ``strategy.run``.
         """

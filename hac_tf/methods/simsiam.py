@@ -12,11 +12,16 @@ import tensorflow as tf
 
 from hac_tf.losses import symmetric_negative_cosine
 from hac_tf.methods.base import Method, PairOutputs
+from hac_tf.methods.registry import register
 
 
+@register
 class SimSiam(Method):
     name_ = "simsiam"
     has_predictor = True
+    projector_defaults = dict(hidden_dim=2048, out_dim=2048, num_layers=3, hidden_bn=True, last_bn=True,
+                              hidden_bias=True, last_bias=False)
+    predictor_hidden_default = 512
 
     def level_loss(
         self,

@@ -1,100 +1,59 @@
 """`ModelSpec`: everything that defines a hierarchical contrastive model, validated up front.
 
 A spec names the base method, the backbone and the hierarchy (which backbone depth each view level is
-contrasted at), the parameter embedding and the head sizes. Method-specific settings default to
-``None`` = "the method's default" (docs/METHODS.md#base-methods); the resolved values are
-available from :attr:`ModelSpec.projector`, :attr:`ModelSpec.predictor`, :meth:`ModelSpec.setting`.
+contrasted at), the parameter embedding, the head sizes, the method's settings and the plug-ins.
+Head sizes default to ``None`` = "the method's default"; the method's class
+(hac_tf/methods/<method>.py, found through hac_tf/methods/registry.py) owns its defaults: the
+projector and predictor shapes and its settings (``temperature``, ``moco_queue_size``, ...: fields
+of its :class:`~hac_tf.methods.base.MethodSettings` dataclass, each with its default and range).
+The resolved values are :attr:`ModelSpec.projector`, :attr:`ModelSpec.predictor`,
+:attr:`ModelSpec.method_settings` / :meth:`ModelSpec.setting`.
 
-Per-method defaults::
-
-    method   projector (hidden, out, layers, hidden BN, last BN)   predictor (hidden, out)   other
-    simclr   2048 -> 128, 2 layers, hidden BN, no last BN           -                         temperature 0.5
-    moco     2048 -> 128, 2 layers, no BN (MoCo v2 head)            -                         temperature 0.2,
-                                                                                             queue 4096, m 0.99
-    byol     4096 -> 256, 2 layers, hidden BN, no last BN           4096 -> 256               base tau 0.99
-    simsiam  2048 -> 2048, 3 layers, hidden BN, last BN             512 -> 2048               -
-    barlow   2048 -> 2048, 3 layers, hidden BN, no last BN/bias     -                         lambda 3.9e-3,
-                                                                                             scale 1/32
+Every field's rule (range or choices) is declared beside it (hac_tf/schema.py); the experiment
+config's ``model`` section (hac_tf/training/config.py) is generated from these fields and the
+registered methods' settings, so both check the same rules.
 
 Setting a knob that the method does not have (a predictor on SimCLR, a queue on BYOL, a temperature
-on SimSiam, ...) is an error, as is an inconsistent hierarchy. Every error is a one-line
-``ValueError`` that starts with ``ModelSpec.<field>``.
+on SimSiam, ...) is an error, as is an inconsistent hierarchy or a plug-in on a method it does not
+apply to. Every error is a one-line ``ValueError`` that starts with ``ModelSpec.<field>``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
+from hac_tf import schema
 from hac_tf.augment.params import PARAM_WIDTHS
 from hac_tf.losses import MochiConfig
-from hac_tf.plugins.augself import AugSelfConfig
-from hac_tf.plugins.equimod import EQUIMOD_METHODS, EquiModConfig
-from hac_tf.plugins.viewmaker import VIEWMAKER_METHODS, ViewmakerConfig
+from hac_tf.methods.base import Method, MethodSettings
+from hac_tf.methods.registry import method_class, method_names, setting_owners
+from hac_tf.plugins import augself as augself_plugin
+from hac_tf.plugins import equimod as equimod_plugin
+from hac_tf.plugins import mochi as mochi_plugin
+from hac_tf.plugins import viewmaker as viewmaker_plugin
+from hac_tf.schema import CODE_ONLY, free, one_of, ranged
 
-METHOD_NAMES: Tuple[str, ...] = ("barlow", "byol", "moco", "simclr", "simsiam")
-DEPTHS: Tuple[int, ...] = (18, 34, 50)
-STEMS: Tuple[str, ...] = ("cifar", "imagenet")
-#: methods with a predictor head on the online branch
-PREDICTOR_METHODS: Tuple[str, ...] = ("byol", "simsiam")
-#: methods with a momentum / EMA copy of the encoder ("target network")
-TARGET_METHODS: Tuple[str, ...] = ("byol", "moco")
-#: methods whose loss has a softmax temperature (and can use MoCHi negatives)
-CONTRASTIVE_METHODS: Tuple[str, ...] = ("moco", "simclr")
 EMBED_FIELD_NAMES: Tuple[str, ...] = ("colour", "color") + tuple(PARAM_WIDTHS)
-
-# method -> projector defaults
-_PROJECTOR_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "simclr": dict(hidden_dim=2048, out_dim=128, num_layers=2, hidden_bn=True, last_bn=False,
-                   hidden_bias=True, last_bias=True),
-    "moco": dict(hidden_dim=2048, out_dim=128, num_layers=2, hidden_bn=False, last_bn=False,
-                 hidden_bias=True, last_bias=True),
-    "byol": dict(hidden_dim=4096, out_dim=256, num_layers=2, hidden_bn=True, last_bn=False,
-                 hidden_bias=True, last_bias=True),
-    "simsiam": dict(hidden_dim=2048, out_dim=2048, num_layers=3, hidden_bn=True, last_bn=True,
-                    hidden_bias=True, last_bias=False),
-    "barlow": dict(hidden_dim=2048, out_dim=2048, num_layers=3, hidden_bn=True, last_bn=False,
-                   hidden_bias=False, last_bias=False),
-}
-_PREDICTOR_HIDDEN_DEFAULTS: Dict[str, int] = {"byol": 4096, "simsiam": 512}
-
-# method-specific scalar settings: field -> (methods that have it, default)
-_METHOD_SETTINGS: Dict[str, Tuple[Tuple[str, ...], Dict[str, Any]]] = {
-    "temperature": (CONTRASTIVE_METHODS, {"simclr": 0.5, "moco": 0.2}),
-    "moco_queue_size": (("moco",), {"moco": 4096}),
-    "moco_momentum": (("moco",), {"moco": 0.99}),
-    "byol_base_momentum": (("byol",), {"byol": 0.99}),
-    "barlow_lambd": (("barlow",), {"barlow": 3.9e-3}),
-    "barlow_scale": (("barlow",), {"barlow": 1.0 / 32.0}),
-    "mochi": (CONTRASTIVE_METHODS, {"simclr": None, "moco": None}),
-}
+#: plug-in field -> its module (config class, ``applies_to(method class)``, level default)
+PLUGIN_MODULES = {"mochi": mochi_plugin, "equimod": equimod_plugin, "augself": augself_plugin,
+                  "viewmaker": viewmaker_plugin}
+_HEAD_DIM = (1, 1 << 16)
 
 
 def _fail(field: str, message: str) -> None:
     raise ValueError(f"ModelSpec.{field}: {message}")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_positive_int(field: str, value: Any, minimum: int = 1) -> None:
-    if not _is_int(value) or value < minimum:
-        _fail(field, f"must be an int >= {minimum}, got {value!r}")
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class ModelSpec:
     """Definition of a :class:`~hac_tf.methods.HierarchicalContrastiveModel`.
 
+    Construct it with keyword arguments: the fields below and the method's settings by name
+    (``ModelSpec(method="moco", temperature=0.1, moco_queue_size=65536)``).
+
     Attributes:
-      method: base method, one of ``METHOD_NAMES``.
+      method: base method, a registered name (``hac_tf.methods.METHOD_NAMES``).
       depth, stem, width_multiplier, sync_bn, zero_init_residual: the ResNet backbone
         (see :func:`hac_tf.models.build_resnet`).
       level_depths: backbone depth (1..4) at which view level i (batch key ``level_{i+1}``) is
@@ -111,67 +70,98 @@ class ModelSpec:
         views' augmentation. Needs ``embed_fields``.
       projector_hidden_dim, projector_out_dim, projector_num_layers, projector_hidden_bn,
       projector_last_bn: projector shape; None = method default.
-      predictor_hidden_dim, predictor_out_dim: predictor shape (BYOL / SimSiam only); the output
-        must equal the projector output (it is compared with the other view's projection).
-      temperature: softmax temperature (SimCLR 0.5, MoCo 0.2).
-      moco_queue_size, moco_momentum: MoCo queue length K per level (4096; ImageNet configs use
-        65536) and fixed momentum m (0.99; 0.999 in the reference configs).
-      byol_base_momentum: BYOL tau_base (0.99, HA supp. B), cosine-ramped to 1.
-      barlow_lambd, barlow_scale: Barlow Twins off-diagonal weight and loss scale.
-      mochi: optional MoCHi hard-negative mixing (SimCLR / MoCo), a MochiConfig or its dict.
+      predictor_hidden_dim, predictor_out_dim: predictor shape (methods with a predictor only);
+        the output must equal the projector output (it is compared with the other view's projection).
+      settings: the method settings given explicitly, as sorted ``(name, value)`` pairs (read them
+        resolved with :attr:`method_settings` or :meth:`setting`; ``spec.<name>`` is the given
+        value or None).
+      mochi: optional MoCHi hard-negative mixing (methods with a softmax temperature), a
+        MochiConfig or its dict.
       equimod, augself, viewmaker: optional plug-ins (hac_tf.plugins; docs/PLUGINS.md), each a
-        config object or its dict. EquiMod: SimCLR / BYOL; AugSelf: any method; Viewmaker:
-        every method but MoCo. Their ``levels`` are resolved here (EquiMod / AugSelf: the last
-        level by default; Viewmaker: every level by default).
+        config object or its dict; each plug-in states the methods it applies to. Their
+        ``levels`` are resolved here (EquiMod / AugSelf: the last level by default; Viewmaker:
+        every level by default).
     """
 
-    method: str = "simsiam"
-    depth: int = 18
-    stem: str = "cifar"
-    width_multiplier: float = 1.0
+    # the experiment config's ``model`` section is generated from these fields (a config file
+    # writes 0 / () for "the method's default" where the spec has None; CODE_ONLY: not a key)
+    method: str = "simsiam"  # choices: the registered methods
+    depth: int = one_of(18, (18, 34, 50))
+    stem: str = one_of("cifar", ("cifar", "imagenet"))
+    width_multiplier: float = ranged(1.0, 0.0, 8.0, lo_inclusive=False)
     sync_bn: bool = False
-    zero_init_residual: bool = True
-    level_depths: Tuple[int, ...] = (1, 2, 3, 4)
-    loss_weights: Optional[Tuple[float, ...]] = None
-    embed_fields: Optional[Tuple[str, ...]] = None
-    embed_dim: int = 512
-    embed_shuffle: bool = False
-    projector_hidden_dim: Optional[int] = None
-    projector_out_dim: Optional[int] = None
-    projector_num_layers: Optional[int] = None
-    projector_hidden_bn: Optional[bool] = None
-    projector_last_bn: Optional[bool] = None
-    predictor_hidden_dim: Optional[int] = None
-    predictor_out_dim: Optional[int] = None
-    temperature: Optional[float] = None
-    moco_queue_size: Optional[int] = None
-    moco_momentum: Optional[float] = None
-    byol_base_momentum: Optional[float] = None
-    barlow_lambd: Optional[float] = None
-    barlow_scale: Optional[float] = None
-    mochi: Optional[MochiConfig] = None
-    # --- plug-ins (hac_tf.plugins) ---
-    equimod: Optional[EquiModConfig] = None
-    augself: Optional[AugSelfConfig] = None
-    viewmaker: Optional[ViewmakerConfig] = None
+    zero_init_residual: bool = free(True, config_default=CODE_ONLY)
+    level_depths: Tuple[int, ...] = (1, 2, 3, 4)  # backbone depth contrasted for each view level
+    loss_weights: Optional[Tuple[float, ...]] = free(None, config_default=())  # () = all 1.0
+    embed_fields: Optional[Tuple[str, ...]] = free(None, config_default=("colour",))  # () = none
+    embed_dim: int = ranged(512, *_HEAD_DIM)
+    embed_shuffle: bool = False  # embed the next row's params instead of the view's own (a control)
+    projector_hidden_dim: Optional[int] = ranged(None, *_HEAD_DIM, config_default=0)
+    projector_out_dim: Optional[int] = ranged(None, *_HEAD_DIM, config_default=0)
+    projector_num_layers: Optional[int] = ranged(None, 1, 8, config_default=0)
+    projector_hidden_bn: Optional[bool] = free(None, config_default=CODE_ONLY)
+    projector_last_bn: Optional[bool] = free(None, config_default=CODE_ONLY)
+    predictor_hidden_dim: Optional[int] = ranged(None, *_HEAD_DIM, config_default=0)
+    predictor_out_dim: Optional[int] = ranged(None, *_HEAD_DIM, config_default=0)
+    settings: Tuple[Tuple[str, Any], ...] = free((), config_default=CODE_ONLY)
+    # --- plug-ins (hac_tf.plugins; the config's ``plugins`` section) ---
+    mochi: Optional[MochiConfig] = free(None, config_default=CODE_ONLY)
+    equimod: Optional[equimod_plugin.EquiModConfig] = free(None, config_default=CODE_ONLY)
+    augself: Optional[augself_plugin.AugSelfConfig] = free(None, config_default=CODE_ONLY)
+    viewmaker: Optional[viewmaker_plugin.ViewmakerConfig] = free(None, config_default=CODE_ONLY)
+
+    def __init__(self, **kwargs: Any) -> None:
+        fields = {f.name: f for f in dataclasses.fields(ModelSpec)}
+        method = kwargs.get("method", fields["method"].default)
+        if not isinstance(method, str) or method not in method_names():
+            _fail("method", f"unknown method {method!r}; allowed: {', '.join(method_names())}")
+        given = dict(kwargs.pop("settings", ()) or ())
+        for key in list(kwargs):
+            if key not in fields:
+                given[key] = kwargs.pop(key)
+        for name, field in fields.items():
+            object.__setattr__(self, name, kwargs.get(name, field.default))
+        object.__setattr__(self, "settings", self._validated_settings(given))
+        self.__post_init__()
+
+    def __getattr__(self, name: str) -> Any:
+        # ``spec.temperature`` & co.: the explicitly given setting, None when not given (or when
+        # it is a setting of another method); only called for names that are not fields.
+        if name.startswith("_") or not setting_owners(name):
+            raise AttributeError(f"'ModelSpec' object has no attribute {name!r}")
+        return dict(object.__getattribute__(self, "settings")).get(name)
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
-        if self.method not in METHOD_NAMES:
-            _fail("method", f"unknown method {self.method!r}; allowed: {', '.join(METHOD_NAMES)}")
-        if self.depth not in DEPTHS or isinstance(self.depth, bool):
-            _fail("depth", f"must be one of {list(DEPTHS)}, got {self.depth!r}")
-        if self.stem not in STEMS:
-            _fail("stem", f"must be one of {list(STEMS)}, got {self.stem!r}")
-        if not _is_real(self.width_multiplier) or self.width_multiplier <= 0:
-            _fail("width_multiplier", f"must be a number > 0, got {self.width_multiplier!r}")
-        for name in ("sync_bn", "zero_init_residual"):
+        for field in dataclasses.fields(self):
+            rule, value = schema.rule_of(field), getattr(self, field.name)
+            if rule is not None and value is not None:
+                kind = int if field.type in ("int", "Optional[int]") else float
+                schema.check("ModelSpec", field.name, value, rule, str if isinstance(rule, schema.Choices) else kind)
+        for name in ("sync_bn", "zero_init_residual", "embed_shuffle"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, f"must be a bool, got {getattr(self, name)!r}")
         self._validate_hierarchy()
         self._validate_heads()
-        self._validate_method_settings()
         self._validate_plugins()
+
+    @property
+    def method_class(self) -> Type[Method]:
+        return method_class(self.method)
+
+    def _validated_settings(self, given: Mapping[str, Any]) -> Tuple[Tuple[str, Any], ...]:
+        cls = method_class(self.method).settings_class
+        own = set(cls.names())
+        for name, value in given.items():
+            if name in own or value is None:
+                continue
+            owners = setting_owners(name)
+            if not owners:
+                _fail(name, f"unknown field; allowed: {sorted(self.field_names())}")
+            _fail(name, f"is a setting of {', '.join(owners)}, not of method {self.method!r}; leave it None")
+        explicit = {k: v for k, v in given.items() if k in own and v is not None}
+        cls(**explicit)  # validates (ranges beside the settings' fields)
+        return tuple(sorted(explicit.items()))
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -183,7 +173,7 @@ class ModelSpec:
         depths = tuple(depths)
         if not depths:
             _fail("level_depths", "must list at least one level (allowed depths: 1, 2, 3, 4)")
-        bad = [d for d in depths if not _is_int(d) or not 1 <= d <= 4]
+        bad = [d for d in depths if not schema.is_int(d) or not 1 <= d <= 4]
         if bad:
             _fail("level_depths", f"{list(depths)} has depth(s) {bad}; allowed: 1, 2, 3, 4")
         self._set("level_depths", tuple(int(d) for d in depths))
@@ -196,10 +186,10 @@ class ModelSpec:
         weights = tuple(weights)
         if len(weights) != len(depths):
             _fail("loss_weights", f"has {len(weights)} entries but level_depths has {len(depths)}")
-        if any(not _is_real(w) or w < 0 for w in weights):
-            _fail("loss_weights", f"must be finite numbers >= 0, got {list(weights)}")
+        if any(not schema.is_real(w) or not 0 <= w <= 1e3 for w in weights):
+            _fail("loss_weights", f"must be finite numbers >= 0 and <= 1000, got {list(weights)}")
         if not any(w > 0 for w in weights):
-            _fail("loss_weights", f"at least one weight must be > 0, got {list(weights)}")
+            _fail("loss_weights", f"at least one weight must be > 0 (not all zero), got {list(weights)}")
         self._set("loss_weights", tuple(float(w) for w in weights))
 
         fields = self.embed_fields
@@ -218,79 +208,40 @@ class ModelSpec:
             _fail("embed_fields", f"{list(fields)} set but every level has depth 1 "
                   "(depth 1 is never embedded); use embed_fields=()")
         self._set("embed_fields", fields)
-        _check_positive_int("embed_dim", self.embed_dim)
-        if not isinstance(self.embed_shuffle, bool):
-            _fail("embed_shuffle", f"must be a bool, got {self.embed_shuffle!r}")
         if self.embed_shuffle and not fields:
             _fail("embed_shuffle", "is true but no level is embedded (embed_fields is empty or every depth is 1)")
 
     def _validate_heads(self) -> None:
-        for name in ("projector_hidden_dim", "projector_out_dim", "projector_num_layers"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_positive_int(name, value)
         for name in ("projector_hidden_bn", "projector_last_bn"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 _fail(name, f"must be a bool or None, got {value!r}")
         for name in ("predictor_hidden_dim", "predictor_out_dim"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if self.method not in PREDICTOR_METHODS:
+            if getattr(self, name) is not None and not self.has_predictor:
                 _fail(name, f"method {self.method!r} has no predictor (only "
-                      f"{', '.join(PREDICTOR_METHODS)} do); leave it None")
-            _check_positive_int(name, value)
+                      f"{', '.join(method_names(lambda m: m.has_predictor))} do); leave it None")
         if self.predictor_out_dim is not None and self.predictor_out_dim != self.projector["out_dim"]:
             _fail("predictor_out_dim", f"must equal the projector output "
                   f"{self.projector['out_dim']} (predictions are compared with projections), "
                   f"got {self.predictor_out_dim}")
 
-    def _validate_method_settings(self) -> None:
-        for name, (methods, _) in _METHOD_SETTINGS.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if self.method not in methods:
-                _fail(name, f"is a setting of {', '.join(methods)}, not of method "
-                      f"{self.method!r}; leave it None")
-        if self.temperature is not None and (not _is_real(self.temperature) or self.temperature <= 0):
-            _fail("temperature", f"must be a number > 0, got {self.temperature!r}")
-        if self.moco_queue_size is not None:
-            _check_positive_int("moco_queue_size", self.moco_queue_size)
-        for name in ("moco_momentum", "byol_base_momentum"):
-            value = getattr(self, name)
-            if value is not None and (not _is_real(value) or not 0.0 <= value <= 1.0):
-                _fail(name, f"must be a number in [0, 1], got {value!r}")
-        if self.barlow_lambd is not None and (not _is_real(self.barlow_lambd) or self.barlow_lambd < 0):
-            _fail("barlow_lambd", f"must be a number >= 0, got {self.barlow_lambd!r}")
-        if self.barlow_scale is not None and (not _is_real(self.barlow_scale) or self.barlow_scale <= 0):
-            _fail("barlow_scale", f"must be a number > 0, got {self.barlow_scale!r}")
-        if self.mochi is not None:
-            try:
-                self._set("mochi", MochiConfig.from_value(self.mochi))
-            except (TypeError, ValueError) as e:
-                _fail("mochi", str(e).replace("\n", " "))
-
     def _validate_plugins(self) -> None:
-        # (field, config class, methods it applies to or None for all)
-        plugins = (("equimod", EquiModConfig, EQUIMOD_METHODS), ("augself", AugSelfConfig, None),
-                   ("viewmaker", ViewmakerConfig, VIEWMAKER_METHODS))
-        for name, cls, methods in plugins:
+        for name, module in PLUGIN_MODULES.items():
             value = getattr(self, name)
             if value is None:
                 continue
-            if methods is not None and self.method not in methods:
-                _fail(name, f"applies to {', '.join(methods)}, not to method {self.method!r}")
+            if not module.applies_to(self.method_class):
+                _fail(name, f"applies to {', '.join(method_names(module.applies_to))} "
+                      f"({module.APPLIES_TO}), not to method {self.method!r}")
             try:
-                self._set(name, cls.from_value(value).resolved(self.num_levels))
+                self._set(name, module.resolve(value, self.num_levels))
             except (TypeError, ValueError) as e:
                 _fail(name, str(e).replace("\n", " "))
 
     @property
     def plugin_names(self) -> Tuple[str, ...]:
         """The enabled plug-ins, e.g. ``("mochi", "augself")``."""
-        return tuple(n for n in ("mochi", "equimod", "augself", "viewmaker") if getattr(self, n) is not None)
+        return tuple(n for n in PLUGIN_MODULES if getattr(self, n) is not None)
 
     # ------------------------------------------------------------------ resolved settings
     @property
@@ -313,67 +264,76 @@ class ModelSpec:
 
     @property
     def has_predictor(self) -> bool:
-        return self.method in PREDICTOR_METHODS
+        return self.method_class.has_predictor
 
     @property
     def has_target(self) -> bool:
         """Whether the method keeps a momentum / EMA target encoder (MoCo, BYOL)."""
-        return self.method in TARGET_METHODS
+        return self.method_class.target_kind is not None
 
     @property
     def projector(self) -> Dict[str, Any]:
         """Resolved :class:`~hac_tf.models.ProjectionMLP` keyword arguments."""
-        out = dict(_PROJECTOR_DEFAULTS[self.method])
-        for key in ("hidden_dim", "out_dim", "num_layers", "hidden_bn", "last_bn"):
-            value = getattr(self, f"projector_{key}")
-            if value is not None:
-                out[key] = value
-        if self.projector_last_bn is not None and self.method != "barlow":
-            out["last_bias"] = not out["last_bn"]
-        return out
+        overrides = {key: getattr(self, f"projector_{key}")
+                     for key in ("hidden_dim", "out_dim", "num_layers", "hidden_bn", "last_bn")}
+        return self.method_class.projector_kwargs({k: v for k, v in overrides.items() if v is not None})
 
     @property
     def predictor(self) -> Optional[Dict[str, int]]:
         """Resolved :class:`~hac_tf.models.PredictionMLP` keyword arguments, or None."""
         if not self.has_predictor:
             return None
-        hidden = self.predictor_hidden_dim or _PREDICTOR_HIDDEN_DEFAULTS[self.method]
+        hidden = self.predictor_hidden_dim or self.method_class.predictor_hidden_default
         return {"hidden_dim": hidden, "out_dim": self.projector["out_dim"]}
 
+    @property
+    def method_settings(self) -> MethodSettings:
+        """The method's settings dataclass, defaults filled in."""
+        return self.method_class.settings_class(**dict(self.settings))
+
     def setting(self, name: str) -> Any:
-        """Resolved method setting (``temperature``, ``moco_queue_size``, ...; see the table)."""
-        if name not in _METHOD_SETTINGS:
-            raise KeyError(f"unknown method setting {name!r}; known: {sorted(_METHOD_SETTINGS)}")
-        methods, defaults = _METHOD_SETTINGS[name]
-        if self.method not in methods:
+        """Resolved method setting (``temperature``, ``moco_queue_size``, ...)."""
+        if not setting_owners(name):
+            raise KeyError(f"unknown method setting {name!r}")
+        if name not in self.method_class.settings_class.names():
             raise KeyError(f"method {self.method!r} has no setting {name!r}")
-        value = getattr(self, name)
-        return defaults[self.method] if value is None else value
+        return getattr(self.method_settings, name)
 
     # ------------------------------------------------------------------ (de)serialisation
+    @classmethod
+    def field_names(cls) -> Tuple[str, ...]:
+        """Keys :meth:`from_dict` accepts: the fields (but ``settings``) and every method setting."""
+        from hac_tf.methods.registry import all_setting_names
+
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "settings") + all_setting_names()
+
     def to_dict(self) -> Dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["level_depths"] = list(self.level_depths)
-        out["loss_weights"] = list(self.loss_weights)
-        out["embed_fields"] = list(self.embed_fields)
-        out["mochi"] = None if self.mochi is None else self.mochi.to_dict()
-        for name in ("equimod", "augself", "viewmaker"):
-            value = getattr(self, name)
-            out[name] = None if value is None else value.to_dict()
+        """Plain JSON-able dict: the fields, with the given settings flattened in by name."""
+        out: Dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "settings":
+                out.update(dict(value))
+            elif field.name in PLUGIN_MODULES or field.name == "mochi":
+                out[field.name] = None if value is None else value.to_dict()
+            elif isinstance(value, tuple):
+                out[field.name] = list(value)
+            else:
+                out[field.name] = value
         return out
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], lenient: bool = False) -> "ModelSpec":
-        """Builds a spec from a dict (e.g. ``to_dict()`` or a training config's model section).
+        """Builds a spec from a dict (e.g. ``to_dict()``, or that of an earlier version, which
+        listed every method setting, None for those of other methods).
 
         With ``lenient=True`` (for config files that list every knob with a concrete default):
         ``0`` / ``0.0`` / ``()`` / ``None`` for an optional knob mean "method default", and a
         method setting the method does not have is dropped when it equals its documented default
         (e.g. ``moco_queue_size=4096`` on SimCLR) and rejected otherwise. Unknown keys raise.
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        # config-file aliases
-        aliases = {"projector_layers": "projector_num_layers"}
+        names = set(cls.field_names())
+        aliases = {"projector_layers": "projector_num_layers"}  # config-file alias
         kwargs: Dict[str, Any] = {}
         for key, value in values.items():
             key = aliases.get(key, key)
@@ -381,19 +341,18 @@ class ModelSpec:
                 raise ValueError(f"ModelSpec.{key}: unknown field; allowed: {sorted(names)}")
             kwargs[key] = value
         if lenient:
-            method = kwargs.get("method", cls.method)
+            method = method_class(kwargs.get("method", "simsiam"))
             optional = {f.name for f in dataclasses.fields(cls) if f.default is None}
             for key in list(kwargs):
                 value = kwargs[key]
-                if key in optional and (value is None or (not isinstance(value, bool) and _is_real(value)
-                                                          and value == 0)):
+                zero = value is None or (schema.is_real(value) and value == 0)
+                if (key in optional or key in method.settings_class.names()) and zero:
                     kwargs.pop(key)
                 elif key == "loss_weights" and value is not None and len(value) == 0:
                     kwargs.pop(key)
-            for key, (methods, defaults) in _METHOD_SETTINGS.items():
-                if key in kwargs and method not in methods:
-                    documented = next(iter(defaults.values()))
-                    if kwargs[key] == documented:
+                elif key not in optional and key not in method.settings_class.names() and setting_owners(key):
+                    owner = method_class(setting_owners(key)[0]).settings_class
+                    if value == owner.field(key).default:
                         kwargs.pop(key)
         for key in ("level_depths", "loss_weights", "embed_fields"):
             if isinstance(kwargs.get(key), list):

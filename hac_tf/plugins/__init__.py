@@ -4,11 +4,15 @@ with or without the hierarchy (docs/PLUGINS.md, docs/METHODS.md#plugins).
 Each plug-in is a frozen config (a ModelSpec field) plus, where it has weights, a Keras layer the
 ``HierarchicalContrastiveModel`` owns; the one training loop is shared by all of them.
 
-  MoCHi      ModelSpec.mochi (MochiConfig; math in hac_tf.losses.mochi)   SimCLR, MoCo
-  EquiMod    ModelSpec.equimod (EquiModConfig) -> EquiModModule           SimCLR, BYOL
+  MoCHi      ModelSpec.mochi (MochiConfig; math in hac_tf.losses.mochi)   methods with a softmax temperature
+  EquiMod    ModelSpec.equimod (EquiModConfig) -> EquiModModule           methods that opt in (SimCLR, BYOL)
   AugSelf    ModelSpec.augself (AugSelfConfig) -> AugSelfModule           any method
-  Viewmaker  ModelSpec.viewmaker (ViewmakerConfig) -> ViewmakerModule     SimCLR, BYOL, SimSiam, Barlow
+  Viewmaker  ModelSpec.viewmaker (ViewmakerConfig) -> ViewmakerModule     methods without a queue
              (adversarial variables with their own Adam optimizer in the trainer)
+
+Each plug-in module states the base methods it applies to as a rule over the method's traits
+(``applies_to(method class)``, ``APPLIES_TO``), so the lists of names are derived from the
+method registry (hac_tf/methods/registry.py), never written down.
 
 See docs/PLUGINS.md.
 """
@@ -22,16 +26,14 @@ from hac_tf.plugins.augself import (
 )
 from hac_tf.plugins.equimod import (
     EQUIMOD_FIELDS,
-    EQUIMOD_METHODS,
     EquiModConfig,
     EquiModModule,
     encode_equimod_params,
     original_view,
     sample_param_statistics,
 )
-from hac_tf.plugins.mochi import MOCHI_METHODS, mochi_config
+from hac_tf.plugins.mochi import mochi_config
 from hac_tf.plugins.viewmaker import (
-    VIEWMAKER_METHODS,
     ViewmakerConfig,
     ViewmakerGenerator,
     ViewmakerModule,
@@ -43,11 +45,8 @@ __all__ = [
     "AugSelfConfig",
     "AugSelfModule",
     "EQUIMOD_FIELDS",
-    "EQUIMOD_METHODS",
     "EquiModConfig",
     "EquiModModule",
-    "MOCHI_METHODS",
-    "VIEWMAKER_METHODS",
     "ViewmakerConfig",
     "ViewmakerGenerator",
     "ViewmakerModule",

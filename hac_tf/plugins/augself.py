@@ -48,6 +48,18 @@ AUGSELF_TARGETS: Dict[str, int] = {"crop": 4, "colour": 4, "flip": 1, "blur": 1,
 REGRESSION_TARGETS = ("crop", "colour", "blur")
 FLIP_RULES = ("per_view", "code")
 _OWNER = "AugSelfConfig"
+#: what a base method needs for AugSelf: nothing (its heads only read the depth features)
+APPLIES_TO = "every method"
+
+
+def applies_to(method: Any) -> bool:
+    """AugSelf composes with every base method."""
+    return True
+
+
+def resolve(value: Any, num_levels: int) -> "AugSelfConfig":
+    """``ModelSpec.augself`` (a config or its dict) checked, its levels resolved (default: the last)."""
+    return AugSelfConfig.from_value(value).resolved(num_levels)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,9 +69,20 @@ EQUIMOD_FIELD_WIDTHS: Dict[str, int] = {
     "rotation": 1,
 }
 EQUIMOD_FIELDS: Tuple[str, ...] = tuple(EQUIMOD_FIELD_WIDTHS)
-#: methods EquiMod is specified for (docs/METHODS.md#equimod)
-EQUIMOD_METHODS: Tuple[str, ...] = ("byol", "simclr")
+#: what a base method needs for EquiMod: it is specified for SimCLR and BYOL (docs/METHODS.md#equimod),
+#: whose classes list "equimod" in ``plugins_opt_in`` (hac_tf/methods/base.py)
+APPLIES_TO = "methods that opt in with plugins_opt_in"
 _OWNER = "EquiModConfig"
+
+
+def applies_to(method: Any) -> bool:
+    """Whether EquiMod composes with the base-method class ``method`` (it opts in)."""
+    return "equimod" in getattr(method, "plugins_opt_in", ())
+
+
+def resolve(value: Any, num_levels: int) -> "EquiModConfig":
+    """``ModelSpec.equimod`` (a config or its dict) checked, its levels resolved (default: the last)."""
+    return EquiModConfig.from_value(value).resolved(num_levels)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,12 +15,23 @@ the ``plugins.mochi`` config section into one:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 from hac_tf.losses import MochiConfig
 
-#: methods whose loss has negatives to mix
-MOCHI_METHODS: Tuple[str, ...] = ("moco", "simclr")
+#: what a base method needs for MoCHi (its ``softmax_temperature`` trait, hac_tf/methods/base.py)
+APPLIES_TO = "methods whose loss is a softmax over negatives with a temperature"
+
+
+def applies_to(method: Any) -> bool:
+    """Whether MoCHi composes with the base-method class ``method``: it needs negatives to mix."""
+    return bool(getattr(method, "softmax_temperature", False))
+
+
+def resolve(value: Any, num_levels: int) -> MochiConfig:
+    """``ModelSpec.mochi`` (a MochiConfig or its dict) checked; MoCHi applies at every level."""
+    del num_levels
+    return MochiConfig.from_value(value)
 
 
 def mochi_config(

@@ -59,9 +59,19 @@ from hac_tf.plugins.base import (
     resolve_levels,
 )
 
-#: methods the Viewmaker plug-in composes with (MoCo's queue would see the keys of the
+#: what a base method needs for the Viewmaker: no queue (MoCo's queue would hold the keys of the
 #: encoder pass as negatives in the adversarial pass)
-VIEWMAKER_METHODS: Tuple[str, ...] = ("barlow", "byol", "simclr", "simsiam")
+APPLIES_TO = "methods without a key queue"
+
+
+def applies_to(method: Any) -> bool:
+    """Whether the Viewmaker composes with the base-method class ``method`` (no ``has_queue``)."""
+    return not getattr(method, "has_queue", False)
+
+
+def resolve(value: Any, num_levels: int) -> "ViewmakerConfig":
+    """``ModelSpec.viewmaker`` (a config or its dict) checked, its levels resolved (default: all)."""
+    return ViewmakerConfig.from_value(value).resolved(num_levels)
 #: key of the recorded "parameter" of a perturbed view
 VIEWMAKER_PARAM = "viewmaker"
 _OWNER = "ViewmakerConfig"

@@ -1,4 +1,4 @@
-"""Config -> objects: view policy, data pipelines, model spec."""
+"""Config -> objects: view policy, data pipelines, model spec and model."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import tensorflow as tf
 from hac_tf.augment import AugmentationSettings, build_policy, make_view_dataset
 from hac_tf.augment.policies import ViewPolicy
 from hac_tf.data import build_source, resolution
+from hac_tf import schema
+from hac_tf.methods import ModelSpec, method_class
 from hac_tf.training.config import ExperimentConfig
 
 
@@ -188,33 +190,30 @@ def steps_per_epoch(c: ExperimentConfig) -> int:
 
 
 def model_spec_kwargs(c: ExperimentConfig, steps_per_epoch_hint: Optional[int] = None) -> Dict[str, Any]:
-    """ModelConfig (+ plugins) -> keyword arguments of hac_tf.methods.ModelSpec (0 = the method default).
+    """The ``model`` section (+ plugins) -> keyword arguments of :class:`hac_tf.methods.ModelSpec`.
 
-    ``steps_per_epoch_hint``: the trainer's steps per epoch (MoCHi's start epoch -> step);
-    computed from the data when needed and not given.
+    Only values that differ from the spec's defaults are passed: a key at its config default of 0 / ()
+    means "the method's default" where the spec's default is None, and only the settings of
+    ``model.method`` are read (each method's class lists them). ``steps_per_epoch_hint``: the
+    trainer's steps per epoch (MoCHi's start epoch -> step); computed from the data when needed
+    and not given.
     """
     m = c.model
-    kw: Dict[str, Any] = dict(
-        method=m.method, depth=m.depth, stem=m.stem, width_multiplier=m.width_multiplier, sync_bn=m.sync_bn,
-        level_depths=tuple(m.level_depths), embed_fields=tuple(m.embed_fields), embed_dim=m.embed_dim,
-    )
-    if m.embed_shuffle:
-        kw["embed_shuffle"] = True
-    if m.loss_weights:
-        kw["loss_weights"] = tuple(float(w) for w in m.loss_weights)
-    optional = {
-        "projector_hidden_dim": m.projector_hidden_dim, "projector_out_dim": m.projector_out_dim,
-        "projector_num_layers": m.projector_num_layers, "predictor_hidden_dim": m.predictor_hidden_dim,
-        "predictor_out_dim": m.predictor_out_dim, "temperature": m.temperature,
-    }
-    kw.update({k: v for k, v in optional.items() if v})
-    if m.method == "moco":
-        kw.update(moco_queue_size=m.moco_queue_size, moco_momentum=m.moco_momentum)
-    if m.method == "byol":
-        kw["byol_base_momentum"] = m.byol_base_momentum
-    if m.method == "barlow":
-        kw.update(barlow_lambd=m.barlow_lambd, barlow_scale=m.barlow_scale)
-    kw["image_size"] = c.data.image_size
+    kw: Dict[str, Any] = {}
+    for field in dataclasses.fields(ModelSpec):
+        start = schema.config_default_of(field)
+        if start is schema.CODE_ONLY:
+            continue
+        value = getattr(m, field.name)
+        value = tuple(value) if isinstance(value, (list, tuple)) else value
+        if value == field.default or (field.default is None and value in (0, ()) and value == start):
+            continue
+        kw[field.name] = value
+    starts = {f.name: f.default for f in dataclasses.fields(type(m))}
+    for name in method_class(m.method).settings_class.names():
+        value = getattr(m, name)
+        if not (starts[name] == 0 and value == 0):  # 0: the config's "method default" of a shared setting
+            kw[name] = value
     # --- plug-ins (hac_tf.plugins.wiring)
     from hac_tf.plugins.wiring import any_enabled, plugin_spec_kwargs
 
@@ -222,3 +221,10 @@ def model_spec_kwargs(c: ExperimentConfig, steps_per_epoch_hint: Optional[int] =
         kw.update(plugin_spec_kwargs(c, augmentation_settings(c), lambda s: view_policy(c, s),
                                      lambda: steps_per_epoch_hint or steps_per_epoch(c)))
     return kw
+
+
+def build_model(config: ExperimentConfig, steps_per_epoch: Optional[int] = None):
+    """The multi-depth model of the config (built inside the caller's strategy scope, if any)."""
+    from hac_tf.methods import HierarchicalContrastiveModel
+
+    return HierarchicalContrastiveModel(ModelSpec(**model_spec_kwargs(config, steps_per_epoch)))

@@ -6,6 +6,11 @@ allowed set or range are rejected *before any data is read*, with one line namin
 
     ConfigError: model.method='simclrr' is not one of ['barlow', 'byol', 'moco', 'simclr', 'simsiam']
 
+Each field's range or choices are declared beside it (``ranged`` / ``one_of``, hac_tf/schema.py);
+``RANGES`` and ``CHOICES`` are read back from the fields. The ``model`` section is generated from
+:class:`hac_tf.methods.ModelSpec`'s fields and the settings of every registered base method
+(hac_tf/methods/registry.py), so a new method's settings are config keys without an edit here.
+
 YAML is always read with ``yaml.safe_load`` (no Python object construction from files).
 """
 
@@ -20,6 +25,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 from official.modeling import hyperparams
+
+from hac_tf import schema
+from hac_tf.methods import ModelSpec, method_class, method_names
+from hac_tf.methods.registry import all_setting_names, setting_owners
+from hac_tf.methods.spec import EMBED_FIELD_NAMES
+from hac_tf.plugins import augself as augself_plugin
+from hac_tf.plugins import equimod as equimod_plugin
+from hac_tf.plugins import mochi as mochi_plugin
+from hac_tf.plugins import viewmaker as viewmaker_plugin
+from hac_tf.schema import one_of, ranged
 
 
 class ConfigError(ValueError):
@@ -36,16 +51,17 @@ class DataConfig(hyperparams.Config):
     data_dir: Optional[str] = None  # IDX dir / image-folder root / TFDS data_dir (None = default)
     train_split: str = "train"
     test_split: str = "test"
-    num_colours: int = 16  # coloured Fashion-MNIST (and its overlay variant); banded hue: bins of the hue labels
-    overlay: str = "digits"  # fashion_mnist_overlay only: digits | shapes (the "overlay" label)
-    image_size: int = 32  # side of every view
-    batch_size: int = 256  # global batch of SOURCE images (each yields 2 views per level)
-    shuffle_buffer: int = 10000
-    max_train_examples: int = 0  # 0 = all
+    # coloured Fashion-MNIST (and its overlay variant); banded hue: bins of the hue labels
+    num_colours: int = ranged(16, 2, 360)
+    overlay: str = one_of("digits", ("digits", "shapes"))  # fashion_mnist_overlay only: the "overlay" label
+    image_size: int = ranged(32, 8, 1024)  # side of every view
+    batch_size: int = ranged(256, 1, 1 << 20)  # global batch of SOURCE images (each yields 2 views per level)
+    shuffle_buffer: int = ranged(10000, 1, 1 << 24)
+    max_train_examples: int = ranged(0, 0, 1 << 31)  # 0 = all
     label_keys: Tuple[str, ...] = ("garment", "colour")  # labels the probes evaluate
     knn_label: str = "garment"
     # image_folder: "auto" = class folders give labels; "none" = unlabelled images (flat or nested)
-    labels: str = "auto"
+    labels: str = one_of("auto", ("auto", "none"))
     # labelled data for evaluation: "" = data.train_split / data.test_split of the training source;
     # eval_data_dir: another (labelled) image folder to evaluate on (e.g. when labels: none)
     eval_train_split: str = ""
@@ -53,104 +69,78 @@ class DataConfig(hyperparams.Config):
     download: bool = False  # tfds: sources may download_and_prepare (off: an offline error names the command)
     # sources of any size: longest side kept before batching (antialiased down-scale, aspect kept);
     # 0 = automatic from data.image_size (see hac_tf/data/resolution.py)
-    max_source_side: int = 0
+    max_source_side: int = ranged(0, 0, 1 << 15)
 
 
 @dataclasses.dataclass
 class AugmentConfig(hyperparams.Config):
     """View policy. ``policy``: add_one | uniform | strength | two_view (see hac_tf.augment)."""
 
-    policy: str = "add_one"
+    policy: str = one_of("add_one", ("add_one", "uniform", "strength", "two_view"))
     order: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")  # add-one group order
-    num_levels: int = 4  # levels for add_one/uniform/strength
+    num_levels: int = ranged(4, 1, 6)  # levels for add_one/uniform/strength
     groups: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")  # uniform/strength/two_view
-    crop_min_scale: float = 0.2
+    crop_min_scale: float = ranged(0.2, 0.0, 1.0, lo_inclusive=False)
     jitter_strength: Tuple[float, ...] = (0.4, 0.4, 0.4, 0.1)
-    jitter_probability: float = 0.8
-    grayscale_probability: float = 0.2
-    blur_probability: float = -1.0  # < 0: the paper code's rule (0.5, or 0 at <= 32 px)
-    flip_probability: float = 0.5
-    rotation_probability: float = 0.5
-    solarize_probability: float = 0.2
-
-
-@dataclasses.dataclass
-class ModelConfig(hyperparams.Config):
-    """Backbone, hierarchy and base method (see hac_tf.methods.ModelSpec for the meaning of each)."""
-
-    method: str = "simsiam"
-    depth: int = 18
-    stem: str = "cifar"
-    width_multiplier: float = 1.0
-    sync_bn: bool = False
-    level_depths: Tuple[int, ...] = (1, 2, 3, 4)  # backbone depth contrasted for each view level
-    loss_weights: Tuple[float, ...] = ()  # () = all 1.0
-    embed_fields: Tuple[str, ...] = ("colour",)  # recorded params embedded at depths > 1; () = none
-    embed_dim: int = 512
-    embed_shuffle: bool = False  # embed the next row's params instead of the view's own (a control)
-    projector_hidden_dim: int = 0  # 0 = the method's default
-    projector_out_dim: int = 0
-    projector_num_layers: int = 0
-    predictor_hidden_dim: int = 0
-    predictor_out_dim: int = 0
-    temperature: float = 0.0  # 0 = the method's default
-    moco_queue_size: int = 4096
-    moco_momentum: float = 0.99
-    byol_base_momentum: float = 0.99
-    barlow_lambd: float = 3.9e-3
-    barlow_scale: float = 1.0 / 32.0
+    jitter_probability: float = ranged(0.8, 0.0, 1.0)
+    grayscale_probability: float = ranged(0.2, 0.0, 1.0)
+    blur_probability: float = ranged(-1.0, -1.0, 1.0)  # < 0: the paper code's rule (0.5, or 0 at <= 32 px)
+    flip_probability: float = ranged(0.5, 0.0, 1.0)
+    rotation_probability: float = ranged(0.5, 0.0, 1.0)
+    solarize_probability: float = ranged(0.2, 0.0, 1.0)
 
 
 @dataclasses.dataclass
 class OptimizerConfig(hyperparams.Config):
     """``name``: sgd | lars | adamw. lr = base_lr * batch_size / 256 when lr_scaling == 'linear'."""
 
-    name: str = "sgd"
-    base_lr: float = 0.05
-    lr_scaling: str = "linear"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 0.0
-    schedule: str = "cosine"  # cosine | constant
+    name: str = one_of("sgd", ("adamw", "lars", "sgd"))
+    base_lr: float = ranged(0.05, 0.0, 100.0, lo_inclusive=False)
+    lr_scaling: str = one_of("linear", ("linear", "none"))
+    momentum: float = ranged(0.9, 0.0, 1.0, hi_inclusive=False)
+    weight_decay: float = ranged(1e-4, 0.0, 1.0)
+    warmup_epochs: float = ranged(0.0, 0.0, 1e6)
+    schedule: str = one_of("cosine", ("constant", "cosine"))  # cosine | constant
     fix_predictor_lr: bool = False  # SimSiam: predictor keeps the initial lr
-    lars_eta: float = 1e-3
-    clipnorm: float = 0.0  # 0 = no clipping
+    lars_eta: float = ranged(1e-3, 0.0, 1.0, lo_inclusive=False)
+    clipnorm: float = ranged(0.0, 0.0, 1e6)  # 0 = no clipping
 
 
 @dataclasses.dataclass
 class TrainConfig(hyperparams.Config):
-    epochs: float = 1.0
-    steps_per_epoch: int = 0  # 0 = dataset size // batch size
-    max_steps: int = 0  # 0 = epochs * steps_per_epoch
-    seed: int = 0
-    mixed_precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    epochs: float = ranged(1.0, 0.0, 1e6, lo_inclusive=False)
+    steps_per_epoch: int = ranged(0, 0, 1 << 31)  # 0 = dataset size // batch size
+    max_steps: int = ranged(0, 0, 1 << 31)  # 0 = epochs * steps_per_epoch
+    seed: int = ranged(0, 0, (1 << 31) - 1)
+    mixed_precision: str = one_of("float32", ("float32", "mixed_bfloat16", "mixed_float16"))
     # mixed_float16 only: dynamic loss scaling (hac_tf/training/loss_scaling.py)
-    loss_scale_initial: float = 32768.0  # 2**15; halved on every step with inf/NaN gradients
-    loss_scale_growth_steps: int = 2000  # doubled after this many consecutive finite steps
-    log_every_steps: int = 10
-    checkpoint_every_steps: int = 100
-    keep_checkpoints: int = 3
+    # 2**15; halved on every step with inf/NaN gradients (larger than 2**48 only adds skipped steps)
+    loss_scale_initial: float = ranged(32768.0, 0.0, 2.0 ** 48, lo_inclusive=False)
+    loss_scale_growth_steps: int = ranged(2000, 1, 1 << 31)  # doubled after this many consecutive finite steps
+    log_every_steps: int = ranged(10, 1, 1 << 31)
+    checkpoint_every_steps: int = ranged(100, 1, 1 << 31)
+    keep_checkpoints: int = ranged(3, 1, 1000)
     # SIGTERM (preemption): finish the step, checkpoint, exit 5 within this many seconds
     # (hac_tf/training/preemption.py); 0 = SIGTERM's default action (terminate at once)
-    preemption_grace_seconds: float = 25.0
-    knn_every_steps: int = 0  # 0 = only at the end
-    image_summary_every_steps: int = 0  # 0 = once at the start
+    preemption_grace_seconds: float = ranged(25.0, 0.0, 86400.0)
+    knn_every_steps: int = ranged(0, 0, 1 << 31)  # 0 = only at the end
+    image_summary_every_steps: int = ranged(0, 0, 1 << 31)  # 0 = once at the start
     deterministic_ops: bool = False
     # CPU threads (hac_tf/training/threads.py): 0 TF's default, n threads, -1 the multi-level plan
     # (one thread per op, levels in parallel; not the default: its gain was within noise, see
     # docs/PERFORMANCE.md). Applied by tools/train.py at start.
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
+    intra_op_threads: int = ranged(0, -1, 4096)
+    inter_op_threads: int = ranged(0, -1, 4096)
 
 
 @dataclasses.dataclass
 class EvalConfig(hyperparams.Config):
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    knn_max_train: int = 10000
-    knn_max_test: int = 2000
-    probe_max_train: int = 10000
-    probe_max_test: int = 5000
+    knn_k: int = ranged(200, 1, 100000)
+    knn_temperature: float = ranged(0.1, 0.0, 100.0, lo_inclusive=False)
+    knn_max_train: int = ranged(10000, 1, 1 << 31)
+    knn_max_test: int = ranged(2000, 1, 1 << 31)
+    probe_max_train: int = ranged(10000, 1, 1 << 31)
+    probe_max_test: int = ranged(5000, 1, 1 << 31)
     random_init_reference: bool = True
 
 
@@ -171,12 +161,12 @@ class MochiPluginConfig(hyperparams.Config):
     """MoCHi (N, s, s') hard-negative mixing in the InfoNCE / NT-Xent loss (SimCLR, MoCo)."""
 
     enabled: bool = False
-    num_hardest: int = 1024  # N
-    num_mixed: int = 1024  # s
-    num_query_mixed: int = 128  # s' (query mixed with a hard negative, beta < 0.5)
-    start_epoch: float = 10.0  # plain loss before this epoch (docs/METHODS.md#mochi: ~10)
+    num_hardest: int = ranged(1024, 1, 1 << 22)  # N
+    num_mixed: int = ranged(1024, 0, 1 << 22)  # s
+    num_query_mixed: int = ranged(128, 0, 1 << 22)  # s' (query mixed with a hard negative, beta < 0.5)
+    start_epoch: float = ranged(10.0, 0.0, 1e6)  # plain loss before this epoch (docs/METHODS.md#mochi: ~10)
     detach_synthetic: bool = True  # stop-gradient through the synthetic negatives
-    seed: int = -1  # < 0: train.seed
+    seed: int = ranged(-1, -1, (1 << 31) - 1)  # < 0: train.seed
 
 
 @dataclasses.dataclass
@@ -184,17 +174,17 @@ class EquiModPluginConfig(hyperparams.Config):
     """EquiMod equivariance module (SimCLR, BYOL); needs the original images in the batch."""
 
     enabled: bool = False
-    weight: float = 1.0  # lambda
-    temperature: float = 0.2  # tau_y
-    hidden_dim: int = 2048
-    out_dim: int = 128
-    num_layers: int = 3
-    param_dim: int = 128
+    weight: float = ranged(1.0, 0.0, 1e3)  # lambda
+    temperature: float = ranged(0.2, 0.0, 100.0, lo_inclusive=False)  # tau_y
+    hidden_dim: int = ranged(2048, 1, 1 << 16)
+    out_dim: int = ranged(128, 1, 1 << 16)
+    num_layers: int = ranged(3, 1, 8)
+    param_dim: int = ranged(128, 1, 1 << 16)
     levels: Tuple[int, ...] = ()  # 1-based view levels; () = the last
     fields: Tuple[str, ...] = ("crop", "flip", "jitter_applied", "jitter_order", "jitter", "grayscale", "blur",
                                "solarize", "rotation")
     shared_bn: bool = False  # x_0 in the views' backbone call (EquiMod) instead of its own
-    std_samples: int = 1024  # policy samples for the standardisation constants
+    std_samples: int = ranged(1024, 16, 1 << 16)  # policy samples for the standardisation constants
 
 
 @dataclasses.dataclass
@@ -204,9 +194,9 @@ class AugSelfPluginConfig(hyperparams.Config):
     enabled: bool = False
     targets: Tuple[str, ...] = ("crop", "colour")  # crop | colour | flip | blur | rotation
     weights: Tuple[float, ...] = (1.0, 1.0)  # lambda per target (0 = monitor only)
-    hidden_dim: int = 512
+    hidden_dim: int = ranged(512, 1, 1 << 16)
     levels: Tuple[int, ...] = ()  # 1-based view levels; () = the last
-    flip_rule: str = "per_view"  # per_view | code (the released code's mirroring quirk)
+    flip_rule: str = one_of("per_view", ("code", "per_view"))  # per_view | code (the released code's mirroring quirk)
 
 
 @dataclasses.dataclass
@@ -214,13 +204,62 @@ class ViewmakerPluginConfig(hyperparams.Config):
     """Viewmaker learned views; the levels are those whose augment groups include 'viewmaker'."""
 
     enabled: bool = False
-    epsilon: float = 0.05  # mean |delta| per image
-    num_res_blocks: int = 3
-    base_channels: int = 32
+    epsilon: float = ranged(0.05, 0.0, 1.0, lo_inclusive=False)  # mean |delta| per image
+    num_res_blocks: int = ranged(3, 0, 5)
+    base_channels: int = ranged(32, 1, 1024)
     clamp: bool = False
-    norm_epsilon: float = 0.0  # 0: exact L1-sphere projection; 1e-4: the released code
-    learning_rate: float = 1e-3  # Adam, the generator's own optimizer
-    adversarial_weight: float = 1.0
+    norm_epsilon: float = ranged(0.0, 0.0, 1.0)  # 0: exact L1-sphere projection; 1e-4: the released code
+    learning_rate: float = ranged(1e-3, 0.0, 10.0, lo_inclusive=False)  # Adam, the generator's own optimizer
+    adversarial_weight: float = ranged(1.0, 0.0, 1e3)
+
+
+def _model_config_class() -> type:
+    """``ModelConfig``: the ``model`` section, generated (see the module docstring).
+
+    Keys: every ModelSpec field that is not CODE_ONLY, starting from its config default (0 / ()
+    for "the method's default" where the spec has None; the range then admits 0), then every
+    setting of every registered method (``temperature``, ``moco_queue_size``, ...), starting from
+    the default of the method(s) that own it, or 0 = "the method's default" when owners differ.
+    """
+    fields = []
+    for f in dataclasses.fields(ModelSpec):
+        default = schema.config_default_of(f)
+        if default is schema.CODE_ONLY:
+            continue
+        rule = schema.rule_of(f)
+        if f.name == "method":
+            rule = schema.Choices(method_names())
+        if isinstance(rule, schema.Range) and default == 0 and not rule.contains(0):
+            rule = dataclasses.replace(rule, lo=0, lo_inclusive=True)
+        kind = type(default) if not isinstance(default, tuple) else Tuple[_ELEMENT_TYPES[f.name], ...]
+        fields.append((f.name, kind, dataclasses.field(default=default, metadata=_rule_metadata(rule))))
+    for name in all_setting_names():
+        owned = [method_class(m).settings_class.field(name) for m in setting_owners(name)]
+        rules = {schema.rule_of(f) for f in owned}
+        if len(rules) != 1:
+            raise TypeError(f"method setting {name!r} has different ranges in {list(setting_owners(name))}")
+        rule = rules.pop()
+        defaults = {f.default for f in owned}
+        default = defaults.pop() if len(defaults) == 1 else type(owned[0].default)(0)
+        if default == 0 and isinstance(rule, schema.Range) and not rule.contains(0):
+            rule = dataclasses.replace(rule, lo=0, lo_inclusive=True)
+        fields.append((name, type(default), dataclasses.field(default=default, metadata=_rule_metadata(rule))))
+    cls = dataclasses.make_dataclass("ModelConfig", fields, bases=(hyperparams.Config,))
+    cls.__module__ = __name__
+    cls.__doc__ = ("Backbone, hierarchy, base method and its settings (generated from hac_tf.methods.ModelSpec "
+                   "and the registered methods; see each for the meaning of a key).")
+    return cls
+
+
+#: element types of the ModelSpec tuple fields that are config keys
+_ELEMENT_TYPES = {"level_depths": int, "loss_weights": float, "embed_fields": str}
+
+
+def _rule_metadata(rule: Optional[schema.Rule]) -> dict:
+    return {} if rule is None else {schema.RULE_KEY: rule}
+
+
+ModelConfig = _model_config_class()
 
 
 @dataclasses.dataclass
@@ -244,98 +283,29 @@ class ExperimentConfig(hyperparams.Config):
 
 
 # ----------------------------------------------------------------------------- rules
+def _walk_fields(cls: type, prefix: str = ""):
+    """(dotted path, dataclass field) of every leaf field of a config class."""
+    for field in dataclasses.fields(cls):
+        if field.name in ("default_params", "restrictions"):
+            continue
+        sub = field.default_factory if field.default_factory is not dataclasses.MISSING else None
+        if isinstance(sub, type) and issubclass(sub, hyperparams.Config):
+            yield from _walk_fields(sub, f"{prefix}{field.name}.")
+        else:
+            yield f"{prefix}{field.name}", field
+
+
+#: path -> allowed values, and path -> (lower, upper, lower inclusive, upper inclusive): read back
+#: from the fields' declarations
 CHOICES: Dict[str, Sequence[Any]] = {
-    "augment.policy": ("add_one", "uniform", "strength", "two_view"),
-    "model.method": ("barlow", "byol", "moco", "simclr", "simsiam"),
-    "model.depth": (18, 34, 50),
-    "model.stem": ("cifar", "imagenet"),
-    "optimizer.name": ("adamw", "lars", "sgd"),
-    "optimizer.lr_scaling": ("linear", "none"),
-    "optimizer.schedule": ("constant", "cosine"),
-    "train.mixed_precision": ("float32", "mixed_bfloat16", "mixed_float16"),
-    "data.overlay": ("digits", "shapes"),
-    "data.labels": ("auto", "none"),
-    "plugins.augself.flip_rule": ("code", "per_view"),
-}
+    p: schema.rule_of(f).values for p, f in _walk_fields(ExperimentConfig)
+    if isinstance(schema.rule_of(f), schema.Choices)}
+RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
+    p: schema.rule_of(f).as_tuple() for p, f in _walk_fields(ExperimentConfig)
+    if isinstance(schema.rule_of(f), schema.Range)}
 AUG_GROUPS = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize", "viewmaker", "crop", "jitter",
               "jitter_grayscale")
-EMBED_FIELDS = ("colour", "color", "crop", "flip", "jitter", "jitter_applied", "jitter_order", "grayscale",
-                "blur_sigma", "solarize", "rotation")
-# (lower, upper, lower inclusive, upper inclusive)
-RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
-    "data.num_colours": (2, 360, True, True),
-    "data.image_size": (8, 1024, True, True),
-    "data.batch_size": (1, 1 << 20, True, True),
-    "data.shuffle_buffer": (1, 1 << 24, True, True),
-    "data.max_train_examples": (0, 1 << 31, True, True),
-    "data.max_source_side": (0, 1 << 15, True, True),
-    "augment.num_levels": (1, 6, True, True),
-    "augment.crop_min_scale": (0.0, 1.0, False, True),
-    "augment.jitter_probability": (0.0, 1.0, True, True),
-    "augment.grayscale_probability": (0.0, 1.0, True, True),
-    "augment.blur_probability": (-1.0, 1.0, True, True),
-    "augment.flip_probability": (0.0, 1.0, True, True),
-    "augment.rotation_probability": (0.0, 1.0, True, True),
-    "augment.solarize_probability": (0.0, 1.0, True, True),
-    "model.width_multiplier": (0.0, 8.0, False, True),
-    "model.embed_dim": (1, 1 << 16, True, True),
-    "model.projector_hidden_dim": (0, 1 << 16, True, True),
-    "model.projector_out_dim": (0, 1 << 16, True, True),
-    "model.projector_num_layers": (0, 8, True, True),
-    "model.predictor_hidden_dim": (0, 1 << 16, True, True),
-    "model.predictor_out_dim": (0, 1 << 16, True, True),
-    "model.temperature": (0.0, 100.0, True, True),
-    "model.moco_queue_size": (1, 1 << 22, True, True),
-    "model.moco_momentum": (0.0, 1.0, True, False),
-    "model.byol_base_momentum": (0.0, 1.0, True, False),
-    "model.barlow_lambd": (0.0, 10.0, True, True),
-    "model.barlow_scale": (0.0, 100.0, False, True),
-    "optimizer.base_lr": (0.0, 100.0, False, True),
-    "optimizer.momentum": (0.0, 1.0, True, False),
-    "optimizer.weight_decay": (0.0, 1.0, True, True),
-    "optimizer.warmup_epochs": (0.0, 1e6, True, True),
-    "optimizer.lars_eta": (0.0, 1.0, False, True),
-    "optimizer.clipnorm": (0.0, 1e6, True, True),
-    "train.epochs": (0.0, 1e6, False, True),
-    "train.steps_per_epoch": (0, 1 << 31, True, True),
-    "train.max_steps": (0, 1 << 31, True, True),
-    "train.intra_op_threads": (-1, 4096, True, True),
-    "train.inter_op_threads": (-1, 4096, True, True),
-    "train.loss_scale_initial": (0.0, 2.0 ** 48, False, True),  # larger only adds skipped steps
-    "train.loss_scale_growth_steps": (1, 1 << 31, True, True),
-    "train.log_every_steps": (1, 1 << 31, True, True),
-    "train.checkpoint_every_steps": (1, 1 << 31, True, True),
-    "train.keep_checkpoints": (1, 1000, True, True),
-    "train.preemption_grace_seconds": (0.0, 86400.0, True, True),
-    "train.knn_every_steps": (0, 1 << 31, True, True),
-    "train.image_summary_every_steps": (0, 1 << 31, True, True),
-    "eval.knn_k": (1, 100000, True, True),
-    "eval.knn_temperature": (0.0, 100.0, False, True),
-    "eval.knn_max_train": (1, 1 << 31, True, True),
-    "eval.knn_max_test": (1, 1 << 31, True, True),
-    "eval.probe_max_train": (1, 1 << 31, True, True),
-    "eval.probe_max_test": (1, 1 << 31, True, True),
-    "plugins.mochi.num_hardest": (1, 1 << 22, True, True),
-    "plugins.mochi.num_mixed": (0, 1 << 22, True, True),
-    "plugins.mochi.num_query_mixed": (0, 1 << 22, True, True),
-    "plugins.mochi.start_epoch": (0.0, 1e6, True, True),
-    "plugins.equimod.weight": (0.0, 1e3, True, True),
-    "plugins.equimod.temperature": (0.0, 100.0, False, True),
-    "plugins.equimod.hidden_dim": (1, 1 << 16, True, True),
-    "plugins.equimod.out_dim": (1, 1 << 16, True, True),
-    "plugins.equimod.num_layers": (1, 8, True, True),
-    "plugins.equimod.param_dim": (1, 1 << 16, True, True),
-    "plugins.equimod.std_samples": (16, 1 << 16, True, True),
-    "plugins.augself.hidden_dim": (1, 1 << 16, True, True),
-    "plugins.viewmaker.epsilon": (0.0, 1.0, False, True),
-    "plugins.viewmaker.num_res_blocks": (0, 5, True, True),
-    "plugins.viewmaker.base_channels": (1, 1024, True, True),
-    "plugins.viewmaker.norm_epsilon": (0.0, 1.0, True, True),
-    "plugins.viewmaker.learning_rate": (0.0, 10.0, False, True),
-    "plugins.viewmaker.adversarial_weight": (0.0, 1e3, True, True),
-    "train.seed": (0, (1 << 31) - 1, True, True),
-    "plugins.mochi.seed": (-1, (1 << 31) - 1, True, True),
-}
+EMBED_FIELDS = EMBED_FIELD_NAMES
 #: list fields: every element is checked (value set, per-position range or sign) in _cross_checks /
 #: _plugin_checks; listed here so tests/training/test_config.py can prove no field is unchecked.
 CHECKED_LIST_FIELDS = (
@@ -352,13 +322,8 @@ FREE_FIELDS = (
 #: (brightness, contrast, saturation) factors are in [0, 10], hue in [0, 0.5] (as torchvision)
 JITTER_LIMITS = (10.0, 10.0, 10.0, 0.5)
 #: parameter groups of the EquiMod vector / AugSelf targets (hac_tf.plugins)
-EQUIMOD_FIELDS = ("crop", "flip", "jitter_applied", "jitter_order", "jitter", "grayscale", "blur", "solarize",
-                  "rotation")
-AUGSELF_TARGETS = ("crop", "colour", "flip", "blur", "rotation")
-MOCHI_METHODS = ("moco", "simclr")
-EQUIMOD_METHODS = ("byol", "simclr")
-VIEWMAKER_METHODS = ("barlow", "byol", "simclr", "simsiam")
-METHODS_WITH_PREDICTOR = ("byol", "simsiam")
+EQUIMOD_FIELDS = equimod_plugin.EQUIMOD_FIELDS
+AUGSELF_TARGETS = tuple(augself_plugin.AUGSELF_TARGETS)
 
 
 def _check_type(path: str, value: Any, annotation: Any) -> None:
@@ -469,12 +434,13 @@ def _cross_checks(c: ExperimentConfig) -> None:
     bad = [f for f in m.embed_fields if f not in EMBED_FIELDS]
     if bad:
         raise ConfigError(f"model.embed_fields has unknown field(s) {bad}; allowed: {list(EMBED_FIELDS)}")
-    if m.method not in METHODS_WITH_PREDICTOR and (m.predictor_hidden_dim or m.predictor_out_dim):
+    with_predictor = method_names(lambda cls: cls.has_predictor)
+    if m.method not in with_predictor and (m.predictor_hidden_dim or m.predictor_out_dim):
         raise ConfigError(f"model.predictor_* is set but model.method={m.method!r} has no predictor "
-                          f"(only {list(METHODS_WITH_PREDICTOR)} do)")
-    if c.optimizer.fix_predictor_lr and m.method not in METHODS_WITH_PREDICTOR:
+                          f"(only {list(with_predictor)} do)")
+    if c.optimizer.fix_predictor_lr and m.method not in with_predictor:
         raise ConfigError(f"optimizer.fix_predictor_lr=true needs a method with a predictor "
-                          f"({list(METHODS_WITH_PREDICTOR)}), not {m.method!r}")
+                          f"({list(with_predictor)}), not {m.method!r}")
     if c.data.knn_label not in c.data.label_keys:
         raise ConfigError(f"data.knn_label={c.data.knn_label!r} is not in data.label_keys={list(c.data.label_keys)}")
     _plugin_checks(c)
@@ -498,11 +464,13 @@ def _plugin_checks(c: ExperimentConfig) -> None:
     """Cross-field rules of the plug-ins (hac_tf.plugins)."""
     p, method = c.plugins, c.model.method
     n_levels = num_view_levels(c)
-    if p.mochi.enabled and method not in MOCHI_METHODS:
-        raise ConfigError(f"plugins.mochi needs a method with negatives ({list(MOCHI_METHODS)}), not {method!r}")
+    takes = {name: method_names(module.applies_to) for name, module in (
+        ("mochi", mochi_plugin), ("equimod", equimod_plugin), ("viewmaker", viewmaker_plugin))}
+    if p.mochi.enabled and method not in takes["mochi"]:
+        raise ConfigError(f"plugins.mochi needs a method with negatives ({list(takes['mochi'])}), not {method!r}")
     if p.equimod.enabled:
-        if method not in EQUIMOD_METHODS:
-            raise ConfigError(f"plugins.equimod applies to {list(EQUIMOD_METHODS)}, not model.method={method!r}")
+        if method not in takes["equimod"]:
+            raise ConfigError(f"plugins.equimod applies to {list(takes['equimod'])}, not model.method={method!r}")
         _check_plugin_levels("equimod", p.equimod.levels, n_levels)
         bad = [f for f in p.equimod.fields if f not in EQUIMOD_FIELDS]
         if bad or not p.equimod.fields or len(set(p.equimod.fields)) != len(p.equimod.fields):
@@ -525,8 +493,8 @@ def _plugin_checks(c: ExperimentConfig) -> None:
     if c.augment.policy == "add_one" and "viewmaker" in c.augment.order and c.augment.order[-1] != "viewmaker":
         raise ConfigError(f"augment.order={list(c.augment.order)}: 'viewmaker' must be the last add-one group")
     if p.viewmaker.enabled:
-        if method not in VIEWMAKER_METHODS:
-            raise ConfigError(f"plugins.viewmaker applies to {list(VIEWMAKER_METHODS)}, not model.method={method!r} "
+        if method not in takes["viewmaker"]:
+            raise ConfigError(f"plugins.viewmaker applies to {list(takes['viewmaker'])}, not model.method={method!r} "
                               f"(MoCo's queue would hold the encoder pass's keys during the adversarial pass)")
         if not vm_levels:
             raise ConfigError("plugins.viewmaker.enabled=true but no view level uses the 'viewmaker' group: add it "

@@ -11,12 +11,7 @@ import pytest
 import tensorflow as tf
 from hacmethods_helpers import assert_vars_equal, random_batch, small_spec
 
-from hac_tf.methods import (
-    METHOD_NAMES,
-    HierarchicalContrastiveModel,
-    ModelSpec,
-    build_model,
-)
+from hac_tf.methods import METHOD_NAMES, HierarchicalContrastiveModel, ModelSpec
 from hac_tf.models import EmbeddingMLP, GlobalPoolBranch, StageBranch
 
 
@@ -58,8 +53,8 @@ def test_components_follow_the_spec(simsiam12):
 
 def test_baseline_has_one_global_pool_level():
     keras.utils.set_random_seed(0)
-    model = build_model(ModelSpec.baseline("simclr", width_multiplier=0.125,
-                                           projector_hidden_dim=64, projector_out_dim=32))
+    model = HierarchicalContrastiveModel(ModelSpec.baseline("simclr", width_multiplier=0.125,
+                                                            projector_hidden_dim=64, projector_out_dim=32))
     assert len(model.online.branches) == 1
     assert isinstance(model.online.branches[0], GlobalPoolBranch)
     assert not model.online.embeddings and not model.predictors

@@ -33,7 +33,7 @@ def test_defaults_per_method():
     assert moco.setting("temperature") == 0.2
     assert moco.setting("moco_queue_size") == 4096
     assert moco.setting("moco_momentum") == 0.99
-    assert moco.setting("mochi") is None
+    assert moco.mochi is None
 
     simclr = ModelSpec(method="simclr")
     assert simclr.setting("temperature") == 0.5
@@ -73,14 +73,14 @@ def test_baseline():
         (dict(method="simclrr"), "method", "allowed: barlow, byol, moco, simclr, simsiam"),
         (dict(depth=101), "depth", "[18, 34, 50]"),
         (dict(stem="tiny"), "stem", "['cifar', 'imagenet']"),
-        (dict(width_multiplier=0), "width_multiplier", "> 0"),
+        (dict(width_multiplier=0), "width_multiplier", "must be in (0.0, 8.0]"),
         (dict(level_depths=()), "level_depths", "at least one level"),
         (dict(level_depths=(1, 5)), "level_depths", "allowed: 1, 2, 3, 4"),
         (dict(level_depths=(1, 2), loss_weights=(1.0,)), "loss_weights", "has 1 entries but level_depths has 2"),
         (dict(loss_weights=(1.0, -1.0, 1.0, 1.0)), "loss_weights", ">= 0"),
         (dict(embed_fields=("colour",), level_depths=(1,)), "embed_fields", "depth 1 is never embedded"),
         (dict(embed_fields=("hue",)), "embed_fields", "unknown field"),
-        (dict(embed_dim=0), "embed_dim", ">= 1"),
+        (dict(embed_dim=0), "embed_dim", "must be in [1, 65536]"),
         (dict(method="simclr", predictor_hidden_dim=512), "predictor_hidden_dim", "has no predictor"),
         (dict(method="moco", predictor_out_dim=128), "predictor_out_dim", "has no predictor"),
         (dict(method="barlow", predictor_hidden_dim=512), "predictor_hidden_dim", "has no predictor"),
@@ -90,11 +90,11 @@ def test_baseline():
         (dict(method="simsiam", temperature=0.2), "temperature", "not of method 'simsiam'"),
         (dict(method="moco", byol_base_momentum=0.99), "byol_base_momentum", "not of method 'moco'"),
         (dict(method="simclr", barlow_lambd=0.01), "barlow_lambd", "not of method 'simclr'"),
-        (dict(method="byol", mochi=MochiConfig()), "mochi", "not of method 'byol'"),
-        (dict(method="simclr", temperature=0.0), "temperature", "> 0"),
-        (dict(method="moco", moco_queue_size=0), "moco_queue_size", ">= 1"),
-        (dict(method="moco", moco_momentum=1.5), "moco_momentum", "[0, 1]"),
-        (dict(projector_num_layers=0), "projector_num_layers", ">= 1"),
+        (dict(method="byol", mochi=MochiConfig()), "mochi", "applies to moco, simclr (methods whose loss is a softmax"),
+        (dict(method="simclr", temperature=0.0), "temperature", "must be in (0.0, 100.0]"),
+        (dict(method="moco", moco_queue_size=0), "moco_queue_size", "must be in [1, 4194304]"),
+        (dict(method="moco", moco_momentum=1.5), "moco_momentum", "must be in [0.0, 1.0)"),
+        (dict(projector_num_layers=0), "projector_num_layers", "must be in [1, 8]"),
         (dict(method="simclr", mochi={"num_hardest": 0}), "mochi", "num_hardest"),
     ],
 )
