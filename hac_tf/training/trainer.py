@@ -16,7 +16,6 @@ Checkpoints are written by tf.train.CheckpointManager (data files first, then th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from absl import logging
 
 from hac_tf.io_errors import describe
 from hac_tf.training import builders, checkpoint_integrity
+from hac_tf.training.builders import build_model
 from hac_tf.training.config import ExperimentConfig, to_yaml
 from hac_tf.training.fault_hooks import fault_point
 from hac_tf.training.loss_scaling import DynamicLossScale
@@ -66,17 +66,6 @@ class CheckpointWriteError(OSError):
     The partial files of the failed checkpoint are removed; re-running the same command after
     freeing space resumes from the previous checkpoint.
     """
-
-
-def build_model(config: ExperimentConfig, steps_per_epoch: Optional[int] = None):
-    """Constructs the multi-depth model from the config (inside the caller's strategy scope)."""
-    from hac_tf.methods import HierarchicalContrastiveModel, ModelSpec
-
-    kwargs = builders.model_spec_kwargs(config, steps_per_epoch)
-    field_names = {f.name for f in dataclasses.fields(ModelSpec)}
-    if "image_size" not in field_names:
-        kwargs.pop("image_size", None)
-    return HierarchicalContrastiveModel(ModelSpec(**kwargs))
 
 
 class Trainer:
