@@ -12,6 +12,7 @@ Subpackages (one concept each, see README.md):
   export      SavedModel export for TF Serving, export folders and versions, loading for Keras
   downstream  transfer of an export: classification, detection and segmentation
   science     the colour benchmark (rows, budgets, runner, summary)
+  benchmarks  what the speed and quality benchmarks measure (training step, op profile, views, quality)
   cli         the console scripts (hac-train, hac-evaluate, hac-export, ...)
 """
 

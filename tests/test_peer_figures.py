@@ -1,5 +1,5 @@
-"""hac_tf/peer_figures.py and tools/bench_train.py --peer_json: a peer ratio only from a file
-given for this run, checked entry by entry; no peer column without it."""
+"""hac_tf/peer_figures.py and hac-bench-train (tools/bench_train.py) --peer_json: a peer ratio only
+from a file given for this run, checked entry by entry; no peer column without it."""
 
 import datetime
 import json
@@ -72,19 +72,19 @@ def test_missing_file(tmp_path):
 
 
 TABLE_SCRIPT = r'''
-import contextlib, importlib.util, io, json, sys
+import contextlib, io, json, sys
 from absl import flags
-spec = importlib.util.spec_from_file_location("bench_train", sys.argv[1])
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+from hac_tf.benchmarks import train_step
+from hac_tf.cli import bench_train as bench
+bench.define_flags(flags.FLAGS)
 measured = []
 # the measurements are replaced by fixed numbers (this checks the table and the flag, not the machine)
-bench.matmul_peak = lambda dtype, **kw: measured.append(dtype) or 100.0
-bench._run_child = lambda name, batch, precision: measured.append(name) or {
+train_step.matmul_peak = lambda dtype, **kw: measured.append(dtype) or 100.0
+train_step.measure_in_fresh_process = lambda name, batch, precision, steps, input_seconds: measured.append(name) or {
     "img_s": 75.0, "step_s": batch / 75.0, "gflop_step": 10.0, "gflop_s": 750.0 / batch, "input_img_s": 900.0,
     "rss_gb": 1.0, "rss_step_gb": 0.9, "params_m": 62.3}
 results = []
-for argv in json.loads(sys.argv[2]):
+for argv in json.loads(sys.argv[1]):
     measured.clear()
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["bench_train"] + argv)
@@ -97,15 +97,15 @@ print(json.dumps(results))
 
 
 def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
-    """tools/bench_train.py's real main() and table, with the measurements replaced by fixed
+    """hac-bench-train's real main() and table, with the measurements replaced by fixed
     numbers: no peer column by default; with --peer_json the file is named and the peer's model
     rows get the ratio; a bad file stops the run (exit 2, file and entry named) before measuring."""
     rows = ["--rows=paper_r18_imagenet_stem_32,cpu_default", "--batch_sizes=64"]
     bad = _write(tmp_path, [dict(POINTS[0], variant="x")], "bad.json")
     cases = [rows, rows + [f"--peer_json={_write(tmp_path, POINTS)}"], rows + [f"--peer_json={bad}"]]
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", TABLE_SCRIPT, os.path.join(REPO, "tools", "bench_train.py"),
-                           json.dumps(cases)], capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run([sys.executable, "-c", TABLE_SCRIPT, json.dumps(cases)], capture_output=True, text=True,
+                          timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     plain, with_peer, refused = json.loads(proc.stdout.strip().splitlines()[-1])
 

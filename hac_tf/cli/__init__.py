@@ -9,11 +9,15 @@
   hac-serving-client  query TF Serving                     hac_tf/cli/serving_client.py
   hac-prepare-data    prepare a dataset                    hac_tf/cli/prepare_data.py
   hac-bench-science   the colour benchmark (issue 17)      hac_tf/cli/bench_science.py
+  hac-bench-train     training-step speed and memory       hac_tf/cli/bench_train.py
+  hac-profile-train   a training step's time per op/scope  hac_tf/cli/profile_train.py
+  hac-bench-augment   view-pipeline throughput             hac_tf/cli/bench_augment.py
+  hac-bench-quality   baseline vs hierarchical quality     hac_tf/cli/bench_quality.py
 
 Each module holds its absl flags (``define_flags(flag_values)``), ``main(argv) -> int`` (reads
 the parsed ``absl.flags.FLAGS``; the exit status) and ``run()`` (the console-script target:
 defines the flags, then ``absl.app.run(main)``). ``tools/<tool>.py`` are thin wrappers of
-``run()``. Output is quiet by default (:mod:`hac_tf.cli.quiet`); modules import TensorFlow
+``run()``; what the benchmarks measure lives in :mod:`hac_tf.benchmarks`. Output is quiet by default (:mod:`hac_tf.cli.quiet`); modules import TensorFlow
 only inside ``main``, after :func:`hac_tf.cli.quiet.configure_output`.
 """
 

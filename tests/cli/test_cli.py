@@ -33,6 +33,11 @@ EXPECTED_FLAGS = {
     "finetune_dense": {"export_dir", "task", "steps", "batch_size", "canvas_size", "num_train", "num_test",
                        "max_objects", "learning_rate", "freeze_backbone", "level_naming", "min_level", "max_level",
                        "anchor_size", "data_dir", "seed", "verbose", "onednn", "output_json"},
+    "bench_train": {"rows", "batch_sizes", "steps", "input_seconds", "precision", "precisions", "repeats",
+                    "list_rows", "_child", "peer_json", "verbose"},
+    "profile_train": {"row", "batch_size", "precision", "profile_steps", "top", "override", "scope", "verbose"},
+    "bench_augment": {"sizes", "batch_size", "seconds", "num_levels", "plain_kerascv", "verbose"},
+    "bench_quality": {"methods", "variants", "out_dir", "params_override", "verbose"},
 }
 
 
@@ -59,7 +64,8 @@ def test_every_cli_module_is_a_declared_console_script():
     for module in modules:
         assert f"hac_tf.cli.{module}:run" in targets, f"hac_tf/cli/{module}.py has no console script"
     assert set(_scripts()) == {"hac-train", "hac-evaluate", "hac-export", "hac-views", "hac-finetune",
-                               "hac-finetune-dense", "hac-serving-client", "hac-prepare-data", "hac-bench-science"}
+                               "hac-finetune-dense", "hac-serving-client", "hac-prepare-data", "hac-bench-science",
+                               "hac-bench-train", "hac-profile-train", "hac-bench-augment", "hac-bench-quality"}
     for name, target in _scripts().items():
         module_name, func = target.split(":")
         if os.path.exists(os.path.join(REPO, *module_name.split(".")) + ".py"):
@@ -76,8 +82,9 @@ def test_cli_flags_are_those_of_the_tool(tool):
 
 
 def test_cli_modules_import_without_tensorflow():
-    code = ("import sys\nimport hac_tf.cli.train, hac_tf.cli.evaluate, hac_tf.cli.export, hac_tf.cli.show_views, "
-            "hac_tf.cli.finetune, hac_tf.cli.finetune_dense\nprint('tensorflow' in sys.modules)")
+    modules = sorted(f[:-3] for f in os.listdir(CLI_DIR) if f.endswith(".py") and f[:-3] not in NOT_TOOLS)
+    code = ("import sys\nimport " + ", ".join(f"hac_tf.cli.{m}" for m in modules)
+            + "\nprint('tensorflow' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env(), cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "False"  # TF is imported inside main, after the log output is configured

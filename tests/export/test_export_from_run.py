@@ -1,13 +1,15 @@
-"""tools/export.py: config + latest checkpoint of a run dir -> exported version.
+"""hac_tf/export/from_run.py (hac-export, tools/export.py): config + latest checkpoint of a run
+dir -> exported version; tools/export.py run as a subprocess on a run without a config.
 
 The training model (hac_tf.methods.HierarchicalContrastiveModel) is replaced by a stand-in with
 the same contract — built from the config, holding its ResNetBackbone in ``.backbone`` and saved
 as ``tf.train.Checkpoint(model=..., step=...)`` in ``<model_dir>/checkpoints`` — so this tests the
-tool's restore/export logic, not the training model itself."""
+restore/export logic, not the training model itself."""
 
-import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -15,21 +17,11 @@ import pytest
 import tensorflow as tf
 
 from hac_tf.export import read_metadata
+from hac_tf.export.from_run import RunExportError, export_run
 from hac_tf.models import build_resnet
 from hac_tf.training.config import load_config, to_yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("hac_export_tool_under_test",
-                                                  os.path.join(REPO, "tools", "export.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
 
 
 class StandInModel(tf.Module):
@@ -71,7 +63,7 @@ def run_dir(tmp_path_factory):
 
 def test_export_run_restores_latest_checkpoint(run_dir):
     export_dir = str(run_dir["root"] / "saved_models" / "hier")
-    path = tool.export_run(run_dir["model_dir"], export_dir=export_dir, build_fn=StandInModel)
+    path = export_run(run_dir["model_dir"], export_dir=export_dir, build_fn=StandInModel)
     assert path == os.path.join(export_dir, "1")
     meta = read_metadata(path)
     assert meta["step"] == 42 and meta["metrics"] == {"knn": {"garment": 0.5}}
@@ -85,18 +77,26 @@ def test_export_run_restores_latest_checkpoint(run_dir):
     ref = run_dir["trained"].backbone(x.astype(np.float32) / 255.0, training=False)["stage4"]
     np.testing.assert_allclose(out["embedding"].numpy(), tf.reduce_mean(ref, [1, 2]).numpy(), atol=1e-5)
     assert os.path.isfile(run_dir["root"] / "saved_models" / "models.config")
-    with pytest.raises(tool.ExportToolError, match="already exists"):
-        tool.export_run(run_dir["model_dir"], export_dir=export_dir, version=1, build_fn=StandInModel)
+    with pytest.raises(RunExportError, match="already exists"):
+        export_run(run_dir["model_dir"], export_dir=export_dir, version=1, build_fn=StandInModel)
 
 
 def test_export_run_errors(run_dir, tmp_path):
-    with pytest.raises(tool.ExportToolError, match="no config"):
-        tool.export_run(str(tmp_path), build_fn=StandInModel)
+    with pytest.raises(RunExportError, match="no config"):
+        export_run(str(tmp_path), build_fn=StandInModel)
     (tmp_path / "config.yaml").write_text(open(os.path.join(run_dir["model_dir"], "config.yaml")).read())
-    with pytest.raises(tool.ExportToolError, match="no checkpoint"):
-        tool.export_run(str(tmp_path), build_fn=StandInModel)
+    with pytest.raises(RunExportError, match="no checkpoint"):
+        export_run(str(tmp_path), build_fn=StandInModel)
     # A checkpoint without the backbone (e.g. a different model) restores nothing: refuse.
     tf.train.Checkpoint(step=tf.Variable(3, dtype=tf.int64)).save(str(tmp_path / "checkpoints" / "ckpt"))
-    with pytest.raises(tool.ExportToolError, match="restored no backbone weight"):
-        tool.export_run(str(tmp_path), export_dir=str(tmp_path / "out" / "m"), build_fn=StandInModel)
+    with pytest.raises(RunExportError, match="restored no backbone weight"):
+        export_run(str(tmp_path), export_dir=str(tmp_path / "out" / "m"), build_fn=StandInModel)
     assert not os.path.exists(tmp_path / "out" / "m")
+
+
+def test_export_tool_reports_a_run_without_config(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), f"--model_dir={tmp_path}",
+                           f"--export_dir={tmp_path / 'out'}"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "error: no config at" in proc.stderr and str(tmp_path) in proc.stderr
+    assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "out")

@@ -1,0 +1,175 @@
+"""Training-step benchmark: throughput, step time, memory, achieved FLOP/s vs the matmul peak.
+
+For each row (a config + overrides) it prints steady-state source images/s (one source image =
+all of its views), seconds per step, peak resident memory, the step's FLOPs (3 x the forward
+conv/matmul FLOPs counted by TF's profiler on the traced forward graph: forward + backward),
+the achieved GFLOP/s as a fraction of this machine's dense matmul peak (fp32 and bf16, measured
+in the same run), and the input pipeline's delivered images/s (is the step input-bound?).
+
+  hac-bench-train                                   # the default CPU config, fp32
+  hac-bench-train --rows=paper_r18_imagenet_stem_32 --batch_sizes=64,128
+  hac-bench-train --rows=paper_r18_cifar_stem_32,paper_r18_cifar_stem_32_baseline \
+      --precisions=float32,mixed_bfloat16 --repeats=3
+  hac-bench-train --rows=paper_r18_imagenet_stem_32 --peer_json=peer_now.json   # + "x peer"
+  hac-bench-train --list_rows
+
+Each (row, batch, precision) runs in a fresh process (peak RSS is that row's), repeats are
+interleaved over rows and the median is reported with the spread (repeat to see this machine's
+noise). The measurement is hac_tf/benchmarks/train_step.py.
+
+Comparison with a peer implementation (e.g. the paper's official PyTorch code) only with
+--peer_json=<file>: a JSON list written by the peer's harness on this machine in the same window,
+one object per point, ``{"batch": 64, "px": 32, "precision": "float32", "variant":
+"hierarchical"|"baseline", "img_per_s": 50.5}`` (format and checks: hac_tf/peer_figures.py).
+The table then gets 'peer img/s', 'peer prec' and 'x peer' (our img/s / the peer's) for the
+paper_r18_imagenet_stem_* rows (the peer's model), matched on batch, px and variant, and on
+precision when the peer measured it (else against its float32 point; 'peer prec' says which).
+The file's path, age and point count are printed above the table. Without --peer_json there is
+no peer column: no figure from another run or machine is shown as if measured here.
+
+The compute measurement feeds one cached batch repeatedly, so it excludes input time; the input
+pipeline is measured separately in the same process.
+Exit codes: 0 done; 2 an unknown row or a bad --peer_json file (nothing measured).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Dict, List, Tuple
+
+from absl import flags
+
+from hac_tf.cli import run_tool
+from hac_tf.cli.quiet import configure_output, define_verbose_flag, verbose_requested
+
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+    """The flags of hac-bench-train (same as tools/bench_train.py)."""
+    fv = flag_values
+    flags.DEFINE_list("rows", ["cpu_default"], "Row presets (see --list_rows).", flag_values=fv)
+    flags.DEFINE_list("batch_sizes", [], "Override the batch sizes of every row.", flag_values=fv)
+    flags.DEFINE_integer("steps", 5, "Measured steps per row (after 2 warm-up steps).", flag_values=fv)
+    flags.DEFINE_float("input_seconds", 5.0, "Seconds to measure the input pipeline.", flag_values=fv)
+    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute precision.",
+                      flag_values=fv)
+    flags.DEFINE_list("precisions", [], "Several precisions measured in the same run (overrides --precision).",
+                      flag_values=fv)
+    flags.DEFINE_integer("repeats", 1, "Interleaved repeats of every row (median reported).", flag_values=fv)
+    flags.DEFINE_bool("list_rows", False, "List the presets and exit.", flag_values=fv)
+    flags.DEFINE_string("_child", "", "Internal: measure one 'row:batch:precision' and print JSON.",
+                        flag_values=fv)
+    flags.DEFINE_string("peer_json", "", "Peer figures measured in the same window (JSON list of {batch, px, "
+                        "precision, variant, img_per_s}); adds the 'x peer' column. Default: no peer column.",
+                        flag_values=fv)
+    define_verbose_flag(fv)
+
+
+def _child(spec: str, steps: int, input_seconds: float) -> int:
+    """Runs one (row, batch, precision) measurement and prints it as one JSON line."""
+    from hac_tf.benchmarks.train_step import RESULT_PREFIX, measure_row
+
+    name, batch, precision = spec.split(":")
+    r = measure_row(name, int(batch), precision, steps, input_seconds)
+    print(RESULT_PREFIX + json.dumps(r), flush=True)
+    return 0
+
+
+def main(argv: List[str]) -> int:
+    """Runs the benchmark of the parsed flags; returns the exit code."""
+    del argv
+    f = flags.FLAGS
+    configure_output(verbose_requested(f))
+    from hac_tf.benchmarks import train_step
+    from hac_tf.benchmarks.train_step import PEER_MODEL_ROW_PREFIX, ROWS
+
+    if f._child:
+        return _child(f._child, f.steps, f.input_seconds)
+    if f.list_rows:
+        for k, v in ROWS.items():
+            print(f"{k:40s} {v.config} batch={v.batch_sizes} px={v.image_size}")
+        return 0
+    for name in f.rows:
+        if name not in ROWS:
+            print(f"unknown row {name!r}; see --list_rows", file=sys.stderr)
+            return 2
+    precisions = f.precisions or [f.precision]
+    from hac_tf.peer_figures import load_peer_figures, peer_columns
+
+    peer = None
+    if f.peer_json:
+        try:
+            peer = load_peer_figures(f.peer_json)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(peer.describe(), flush=True)
+    import numpy as np
+    import tensorflow as tf
+
+    peaks = {"float32": train_step.matmul_peak(tf.float32), "mixed_bfloat16": train_step.matmul_peak(tf.bfloat16)}
+    print(f"cores={os.cpu_count()} tf={tf.__version__} onednn={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')} "
+          f"matmul peak: fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['mixed_bfloat16']:.0f} GFLOP/s; "
+          f"median of {f.repeats} interleaved repeat(s), {f.steps} steps each", flush=True)
+    peer_header = f"{'peer img/s':>10} {'peer prec':>9} {'x peer':>6} " if peer else ""
+    header = (f"{'row':<38} {'prec':>4} {'batch':>5} {'px':>3} {'params M':>8} {'img/s':>6} {'spread':>6} "
+              f"{peer_header}{'s/step':>6} {'GFLOP/step':>10} {'GFLOP/s':>7} {'%peak':>5} {'input img/s':>11} "
+              f"{'bound':>5} {'RSS GB':>6} {'train RSS':>9}")
+    print(header)
+    print("-" * len(header), flush=True)
+    jobs = [(name, b, p) for name in f.rows for b in ([int(x) for x in f.batch_sizes] or ROWS[name].batch_sizes)
+            for p in precisions]
+    results: Dict[Tuple[str, int, str], List[Dict[str, float]]] = {j: [] for j in jobs}
+    for rep in range(f.repeats):  # interleaved: machine noise spreads over all rows alike
+        for job in jobs:
+            r = train_step.measure_in_fresh_process(*job, f.steps, f.input_seconds)
+            results[job].append(r)
+            print(f"  [{rep + 1}/{f.repeats}] {job[0]} batch {job[1]} {job[2]}: {r['img_s']:.1f} img/s, "
+                  f"{r['step_s']:.2f} s/step, input {r['input_img_s']:.0f} img/s, RSS {r['rss_gb']:.2f} GB",
+                  file=sys.stderr, flush=True)
+    summary = {}
+    for (name, b, p), runs in results.items():
+        rates = sorted(r["img_s"] for r in runs)
+        med = rates[len(rates) // 2]
+        r = min(runs, key=lambda x: abs(x["img_s"] - med))
+        summary[(name, b, p)] = r
+        px = ROWS[name].image_size
+        cells = peer_columns(peer, name.startswith(PEER_MODEL_ROW_PREFIX), b, px,
+                             "baseline" if name.endswith("_baseline") else "hierarchical", p, med)
+        peer_cells = f"{cells[0]:>10} {cells[1]:>9} {cells[2]:>6} " if cells else ""
+        spread = f"{100 * (rates[-1] - rates[0]) / med:.0f}%" if len(rates) > 1 else "-"
+        bound = "yes" if r["input_img_s"] < 3 * med else "no"
+        print(f"{name:<38} {'bf16' if p != 'float32' else 'fp32':>4} {b:>5} {px:>3} {r['params_m']:>8.1f} {med:>6.1f} "
+              f"{spread:>6} {peer_cells}{r['step_s']:>6.2f} {r['gflop_step']:>10.1f} {r['gflop_s']:>7.1f} "
+              f"{100 * r['gflop_s'] / peaks[p]:>4.0f}% {r['input_img_s']:>11.0f} {bound:>5} {r['rss_gb']:>6.2f} "
+              f"{r.get('rss_step_gb', float('nan')):>9.2f}", flush=True)
+    for (name, b, p), r in summary.items():
+        base = summary.get((name + "_baseline", b, p))
+        if base:
+            print(f"hierarchy overhead {name} batch {b} {p}: step time x{r['step_s'] / base['step_s']:.2f} "
+                  f"of the one-level step")
+    for name in f.rows:
+        for p in precisions:
+            pts = sorted((b, r.get("rss_step_gb", r["rss_gb"])) for (n, b, q), r in summary.items()
+                         if n == name and q == p)
+            if len(pts) >= 2:
+                bs = np.array([b for b, _ in pts], float)
+                gb = np.array([g for _, g in pts], float)
+                slope, intercept = np.polyfit(bs, gb, 1)
+                worst = float(np.max(np.abs(gb - (slope * bs + intercept))))
+                print(f"memory {name} {p}: training peak RSS " + ", ".join(f"{g:.2f} GB at batch {b}" for b, g in pts)
+                      + f": {1024 * slope:.1f} MB per source image, intercept {intercept:.2f} GB"
+                      + (f", largest deviation from the line {1024 * worst:.0f} MB" if len(pts) > 2 else ""))
+    print("input 'bound' = the view pipeline delivers < 3x the images/s the step consumes; 'RSS GB' = peak of the "
+          "whole row (incl. the input measurement), 'train RSS' = peak before the input measurement")
+    return 0
+
+
+def run() -> None:
+    """Console script ``hac-bench-train``."""
+    run_tool(sys.modules[__name__], define_flags, main)
+
+
+if __name__ == "__main__":
+    run()
