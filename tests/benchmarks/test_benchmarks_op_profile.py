@@ -1,9 +1,11 @@
-"""tools/profile_train.py: a real profile of a tiny train step, and its bad-flag errors."""
+"""hac_tf/benchmarks/op_profile.py through hac-profile-train (tools/profile_train.py, a
+subprocess): a real profile of a tiny train step, and its bad-flag errors; scope_of on op names."""
 
 import os
 import subprocess
 import sys
 
+from hac_tf.benchmarks.op_profile import SCOPE_NAMES, scope_of
 from tests.training.tiny import REPO, TINY
 
 
@@ -37,3 +39,16 @@ def test_profile_rejects_unknown_rows_and_bad_sizes():
     assert proc.returncode == 2 and "at least 1" in proc.stderr
     proc = _run("--row=cpu_default", "--override=model.no_such_key=1")
     assert proc.returncode == 2 and "bad config" in proc.stderr and "no_such_key" in proc.stderr
+
+
+def test_scope_of_op_names():
+    assert scope_of("resnet18/stem_conv1/Conv2D") == "stem"
+    assert scope_of("gradient_tape/model/stage3_block1_conv2/Conv2DBackpropFilter") == "stage3"
+    assert scope_of("branch_2/dense/MatMul") == "branch"
+    assert scope_of("branch_2_stage4_block0/Relu") == "stage4"  # the stages are matched before "branch"
+    assert scope_of("SGD/update_3/ResourceApplyKerasMomentum") == "optimizer"
+    assert scope_of("projector_dense_1/MatMul") == "projector"
+    assert scope_of("MatMul_7") == "other"
+    assert scope_of("rstage1x") == "other"  # a scope name must start a path element or follow "_"
+    assert set(SCOPE_NAMES) == {"stem", "stage1", "stage2", "stage3", "stage4", "branch", "embedding",
+                                "projector", "predictor", "optimizer", "loss", "other"}
