@@ -20,7 +20,7 @@ noise). The measurement is hac_tf/benchmarks/train_step.py.
 Comparison with a peer implementation (e.g. the paper's official PyTorch code) only with
 --peer_json=<file>: a JSON list written by the peer's harness on this machine in the same window,
 one object per point, ``{"batch": 64, "px": 32, "precision": "float32", "variant":
-"hierarchical"|"baseline", "img_per_s": 50.5}`` (format and checks: hac_tf/peer_figures.py).
+"hierarchical"|"baseline", "img_per_s": 50.5}`` (format and checks: hac_tf/benchmarks/peer_figures.py).
 The table then gets 'peer img/s', 'peer prec' and 'x peer' (our img/s / the peer's) for the
 paper_r18_imagenet_stem_* rows (the peer's model), matched on batch, px and variant, and on
 precision when the peer measured it (else against its float32 point; 'peer prec' says which).
@@ -95,7 +95,7 @@ def main(argv: List[str]) -> int:
             print(f"unknown row {name!r}; see --list_rows", file=sys.stderr)
             return 2
     precisions = f.precisions or [f.precision]
-    from hac_tf.peer_figures import load_peer_figures, peer_columns
+    from hac_tf.benchmarks.peer_figures import load_peer_figures, peer_columns
 
     peer = None
     if f.peer_json:

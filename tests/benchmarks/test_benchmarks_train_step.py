@@ -1,6 +1,6 @@
 """hac_tf/benchmarks/train_step.py: every row preset is a valid config at its sizes and
 precisions, the overrides a row adds, unknown rows (no measurement here: timings are meaningless
-in the test suite; hac-bench-train's table is checked in tests/test_peer_figures.py)."""
+in the test suite; hac-bench-train's table is checked in tests/benchmarks/test_benchmarks_peer_figures.py)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Peer throughput figures for ``tools/bench_train.py --peer_json``: read, checked, matched.
+"""Peer throughput figures for ``hac-bench-train --peer_json``: read, checked, matched.
 
 A ratio against another implementation (the "peer", e.g. the paper's official PyTorch code) is
 only meaningful when both were measured on the same machine in the same window, so the benchmark

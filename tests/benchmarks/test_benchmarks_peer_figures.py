@@ -1,4 +1,4 @@
-"""hac_tf/peer_figures.py and hac-bench-train (tools/bench_train.py) --peer_json: a peer ratio only
+"""hac_tf/benchmarks/peer_figures.py and hac-bench-train (tools/bench_train.py) --peer_json: a peer ratio only
 from a file given for this run, checked entry by entry; no peer column without it."""
 
 import datetime
@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from hac_tf.peer_figures import load_peer_figures, peer_columns
+from hac_tf.benchmarks.peer_figures import load_peer_figures, peer_columns
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POINTS = [{"batch": 64, "px": 32, "precision": "float32", "variant": "hierarchical", "img_per_s": 50.0},
           {"batch": 64, "px": 32, "precision": "float32", "variant": "baseline", "img_per_s": 200},
           {"batch": 64, "px": 32, "precision": "mixed_bfloat16", "variant": "hierarchical", "img_per_s": 80.0,
