@@ -47,8 +47,8 @@ def apply_gaussian_blur(images: tf.Tensor, sigma: tf.Tensor, kernel_size: int) -
 def reflect_pad(x: tf.Tensor, pad: int, axis: int) -> tf.Tensor:
     """Pads ``pad`` reflected entries (edge not repeated, like REFLECT) on both sides of ``axis``.
 
-    Two reversed slices and a concat: 1.5-3x faster than TF's MirrorPad on CPU (measured on
-    [1,224,224,18]: 0.8 vs 2.4 ms along H, 1.0 vs 2.0 ms along W). Needs pad < size of ``axis``.
+    Two reversed slices and a concat: faster than TF's MirrorPad on CPU (figures:
+    docs/PERFORMANCE.md, optimisation 7). Needs pad < size of ``axis``.
     """
     n = tf.shape(x)[axis]
     begin = [0] * x.shape.rank

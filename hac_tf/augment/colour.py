@@ -56,10 +56,10 @@ def adjust_hue(images: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=-1)), 0.0, 1.0)
 
 
-# The HSV round trip is ~12x faster XLA-compiled than op by op on CPU (measured: 4 ms vs 48 ms
-# for 2048x32x32x3), and one affine step ~2x (31 vs 68 ms for 128x224x224x3): XLA fuses the luma,
-# its per-image mean, the blend and the clip into two passes over the images. Each is compiled
-# on its own (compiling the whole jitter as one cluster was slower: 580 vs 420 ms).
+# The HSV round trip and each affine step are XLA-compiled: on CPU both ran several times faster
+# than op by op, XLA fusing the luma, its per-image mean, the blend and the clip into two passes
+# over the images (figures: docs/PERFORMANCE.md, optimisation 3). Each is compiled on its own:
+# compiling the whole jitter as one cluster was slower (docs/PERFORMANCE.md, optimisation 6).
 def _adjust_hue_where(images: tf.Tensor, shift: tf.Tensor, rotate: tf.Tensor) -> tf.Tensor:
     """:func:`adjust_hue` on the images where ``rotate`` [N] is True, the others unchanged."""
     return tf.where(tf.reshape(rotate, [-1, 1, 1, 1]), adjust_hue(images, shift), images)

@@ -88,9 +88,9 @@ CLASSICAL_GROUPS: Tuple[str, ...] = ("crop_jitter", "grayscale", "blur", "flip")
 #: Size of the row chunks the crop and the later ops run on together (float32 view bytes).
 #: Each op reads and writes every view; on a whole 96-224 px batch (60-300 MB) that traffic
 #: goes to DRAM, while a 4 MiB chunk stays in this CPU's cache (1 MiB L2 per core, 32 MiB L3)
-#: from its crop to its last op. Measured on the 2-core EPYC (docs/PERFORMANCE.md, optimisation
-#: 6): a whole 224 / 96 px policy call 843-922 -> 673-703 ms / 691-793 -> 443-551 ms (1, 2 and
-#: 8 MiB were slower than 4); no change at 32 px.
+#: from its crop to its last op. 4 MiB was the fastest of a chunk-size sweep at 96 and 224 px
+#: (1, 2 and 8 MiB were slower; no change at 32 px); the figures are in docs/PERFORMANCE.md,
+#: optimisation 6.
 DEFAULT_CHUNK_BYTES: int = 4 * 1024 * 1024
 
 

@@ -10,8 +10,8 @@ channels and a side of 45 px or more, e.g.::
                                     strides=[1, 2, 2, 1], padding="VALID")   # crashes
 
 Crashes: 4 or 8 input channels at sides 45..128 (8->8, 8->16, 4->8); fine: 12, 16, 32, 64 input
-channels, 8->32, or sides <= 44. With ``TF_ENABLE_ONEDNN_OPTS=0`` it always works (about 2x
-slower). A width-0.125 ResNet (8 stage-1 channels) with the CIFAR stem therefore crashes in
+channels, 8->32, or sides <= 44. With ``TF_ENABLE_ONEDNN_OPTS=0`` it always works (slower; the
+figure is in README.md). A width-0.125 ResNet (8 stage-1 channels) with the CIFAR stem therefore crashes in
 training (fine-tuning) at 48 or 64 px images, whatever is on top of it (Keras 3, tf_keras, a
 restored SavedModel). Inference is not affected.
 

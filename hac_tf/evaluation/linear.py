@@ -30,17 +30,13 @@ Speed (2 shared CPU cores; the feature matrix is read once per iteration):
   (``Sigma`` = covariance of the standardised training features). This is an exact change of
   variables (same objective, same optimum; the penalty is still on ``W``) that removes the feature
   correlations from the Hessian. On random-ReLU features of Fashion-MNIST (60000 x 512, 10
-  classes, condition number ~5000) plain L-BFGS had not converged after 1000 iterations (120 s);
+  classes, condition number ~5000) plain L-BFGS had not converged after 1000 iterations;
   preconditioned it converges in ~450.
 * Fused objective: logits, softmax and gradient per 2048-row chunk (float64 BLAS dgemm).
-* One BLAS thread by default: multi-threaded OpenBLAS measured 2-9x slower whenever the cores are
-  shared (other jobs, TF threads in the same process).
+* One BLAS thread by default: multi-threaded OpenBLAS was several times slower whenever the cores
+  are shared (other jobs, TF threads in the same process).
 
-Measured (one BLAS thread, load average ~1.5): random-ReLU features of Fashion-MNIST pixels,
-60000 x 512, 10 classes: 84 s, 652 iterations (the former float32 objective at ``tol = 1e-8``:
-25 s, 403 iterations, test accuracy 85.44% vs 85.42% now); random-init ResNet-18 (width 0.25)
-stage features of coloured Fashion-MNIST, 10000 x 16..128: 0.2-8 s per probe.
-``max_train`` subsamples when that is too slow.
+``max_train`` subsamples when a probe is too slow.
 
 ``weight_decay`` may be a sequence: each value is fitted on a seeded ``1 - val_fraction`` split of
 the training set, the best validation accuracy picks the value (ties: the larger decay), and the

@@ -11,10 +11,9 @@
   vote weights ``exp(-(1 - s) / tau)``, proportional to `knn_classify`'s ``exp(s / tau)``.
 
 scikit-learn has no preconditioning, so `sklearn_linear_probe` needs many more iterations than
-`linear_probe` on correlated features: on random-init ResNet-18 (width 0.25) stage features of
-coloured Fashion-MNIST (10000 x 16..128) it took 2-120 s per probe at scikit-learn's default
-``tol = 1e-4`` where `linear_probe` took 0.2-8 s (same accuracies within 0.1 points); use it on
-subsets to check, not in the training job.
+`linear_probe` on correlated features (e.g. random-init ResNet stage features) and is many times
+slower at scikit-learn's default ``tol = 1e-4``, for the same accuracies; use it on subsets to
+check, not in the training job.
 """
 
 from __future__ import annotations

@@ -90,9 +90,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     Same variables, same semantics, same results up to float rounding as the Keras layer, which
     computes BN from ~10 separate element-wise and reduction ops (``tf.nn.moments`` +
     ``tf.nn.batch_normalization``) and their gradients. The fused oneDNN kernel and its fused
-    gradient are 1.6-4.3x faster per BN layer on the ResNet shapes here (forward + backward,
-    fp32 and bf16; ``docs/PERFORMANCE.md``). Inputs: ``[N, H, W, C]`` or ``[N, C]`` (viewed as
-    ``[N, 1, 1, C]``), channels last.
+    gradient are faster per BN layer on the ResNet shapes here (forward + backward, fp32 and
+    bf16; figures: docs/PERFORMANCE.md, optimisation 1). Inputs: ``[N, H, W, C]`` or ``[N, C]``
+    (viewed as ``[N, 1, 1, C]``), channels last.
 
     * Batch statistics: mean and *biased* variance over N(, H, W), as Keras (the fused kernel's
       variance output is Bessel-corrected; it is rescaled by ``(n - 1) / n`` before the moving
@@ -256,11 +256,9 @@ def batch_norm(
 
 
 # Largest output map (H_out * W_out) whose conv weight gradient is computed as one matmul over
-# im2col patches instead of oneDNN's Conv2DBackpropFilter, per compute dtype. Measured per
-# ResNet-18 conv shape at 256 rows on the 2-core AVX512_BF16 machine (docs/PERFORMANCE.md):
-# fp32 1x1 maps 29.4 -> 8.3 ms, 2x2 43.9 -> 28.2, 3x3 72.3 -> 60.9, 4x4 31.9 vs 32.1 (equal),
-# 6x6 61 vs 71 (worse); bf16 1x1 47.9 -> 5.2, 2x2 67.5 -> 22.4, 3x3 168 -> 43, 4x4 50 -> 29,
-# 6x6 89 -> 54, 8x8 22 vs 34 (worse).
+# im2col patches instead of oneDNN's Conv2DBackpropFilter, per compute dtype: the largest map
+# where the matmul was not slower than the native op, measured per ResNet-18 conv shape on the
+# 2-core AVX512_BF16 machine (the per-shape table: docs/PERFORMANCE.md, optimisation 2).
 IM2COL_FILTER_GRAD_MAX_POSITIONS = {tf.float32: 16, tf.bfloat16: 36}
 
 
@@ -286,8 +284,9 @@ class SmallMapConv2D(keras.layers.Conv2D):
 
     The forward pass and the input gradient are the native ops. When the output map has at most
     ``IM2COL_FILTER_GRAD_MAX_POSITIONS[dtype]`` positions (static shape), the kernel gradient is
-    :func:`im2col_filter_grad` — oneDNN's ``Conv2DBackpropFilter`` runs at 10-30% of the
-    machine's matmul speed on 1x1-4x4 maps (stages 3-4 at 32-96 px), the matmul does not.
+    :func:`im2col_filter_grad` — oneDNN's ``Conv2DBackpropFilter`` runs far below the machine's
+    matmul speed on 1x1-4x4 maps (stages 3-4 at 32-96 px), the matmul does not
+    (docs/PERFORMANCE.md, optimisation 2).
     Dilation 1, channels last, no groups (as every conv of this package).
     """
 
@@ -357,10 +356,10 @@ def depthwise_compute_dtype() -> Optional[str]:
     """Policy for depthwise convs: float32 under the global ``mixed_bfloat16`` policy, else None
     (inherit the global policy).
 
-    Evidence (tools/bench_train.py profile, ResNet-18 paper heads, batch 64, 32 px, 2-core
-    AVX512_BF16 CPU): TF 2.20's oneDNN bf16 ``DepthwiseConv2dNativeBackpropInput`` took 355 ms
-    per step against 4 ms in float32 (17% of the bf16 step). The weights are float32 either way,
-    so checkpoints do not depend on this choice.
+    Evidence (a tools/profile_train.py profile on a 2-core AVX512_BF16 CPU): TF 2.20's oneDNN
+    bf16 ``DepthwiseConv2dNativeBackpropInput`` is many times slower than the float32 kernel
+    (figures: docs/PERFORMANCE.md, "Choices and their evidence"). The weights are float32 either
+    way, so checkpoints do not depend on this choice.
     """
     return "float32" if keras.config.dtype_policy().name == "mixed_bfloat16" else None
 

@@ -12,11 +12,8 @@ the current ``embedding`` for the label ``data.knn_label``, on a fixed labelled 
   labels are checked then, so unlabelled data fails before training, naming the split and key.
 
 Cost of one call: one forward pass of the encoder over ``knn_max_train + knn_max_test`` images
-(batches of 256) plus a ``[knn_max_test, knn_max_train]`` similarity product. Measured on 2
-CPU cores (load average ~1.5) with configs/cfmnist_simsiam_hierarchical.yaml (ResNet-18 CIFAR
-stem, width 0.25, 32 px) at the defaults (10000 + 2000 images): 5-6 s per call, about three
-training steps of that config; reading the subset once took 0.2 s. Nothing is computed between
-calls.
+(batches of 256) plus a ``[knn_max_test, knn_max_train]`` similarity product; at the defaults
+that is a few training steps' worth of compute. Nothing is computed between calls.
 
 The Trainer writes the result as ``knn/<data.knn_label>`` to TensorBoard (``<model_dir>/train``)
 and ``metrics.jsonl`` at those steps (`Trainer.train(knn_monitor=...)`).

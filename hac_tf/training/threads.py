@@ -2,11 +2,10 @@
 
 A hierarchical step has one independent forward/backward chain per view level (pair k through
 stages 1..k), so on a CPU two levels' ops can run at once, each on its own core (and in its own
-core's L2), instead of every op being split over all cores. Measured on the 2-core EPYC
-(docs/PERFORMANCE.md, ``tools/bench_train.py``, repeated runs): CIFAR-stem hierarchical fp32
-10.0 / 10.5 / 10.5 img/s vs 9.9-10.3 with TF's defaults, bf16 15.5 / 17.4 / 17.4 vs 17.7-17.9:
-within noise, so it is not the default. A one-level step has a single chain and loses (28.2 ->
-24.3 img/s), so the plan keeps TF's defaults for it.
+core's L2), instead of every op being split over all cores. Measured on 2 cores with repeated
+``tools/bench_train.py`` runs (figures: docs/PERFORMANCE.md, "Choices and their evidence",
+threads): the hierarchical step gains nothing beyond noise, so the plan is not the default; a
+one-level step has a single chain and loses, so the plan keeps TF's defaults for it.
 
 ``train.intra_op_threads`` / ``train.inter_op_threads``: 0 = TF's default (the default), n > 0 =
 n threads, -1 = this plan. TF reads these settings once, when it initialises its runtime: call
