@@ -4,7 +4,8 @@ Serving version directory (the library side of ``hac-export`` / ``tools/export.p
     export_run("runs/hier")                      # -> saved_models/hier/<next version>
     export_run("runs/hier", export_dir="saved_models/hier_v2", version=3)
 
-Reads ``<model_dir>/config.yaml``, builds a fresh model from it, restores the latest checkpoint
+Reads ``<model_dir>/config.yaml``, builds a fresh model from the run's resolved spec
+(``<model_dir>/model_spec.json``; from the config for runs of hac_tf <= 0.2), restores the latest checkpoint
 of ``<model_dir>/checkpoints`` (or ``checkpoint``) and exports its backbone with
 :func:`hac_tf.export.export_backbone`: signatures ``serving_default`` / ``feature_maps``, warmup
 requests, ``hac_tf_metadata.json`` (config, step, the run's evaluation results from
@@ -43,9 +44,24 @@ def _checkpoint_step(path: str, restored_step) -> int:
 
 
 def _default_build_fn(config):
-    from hac_tf.training.trainer import build_model
+    from hac_tf.training.builders import build_model
 
     return build_model(config)
+
+
+def run_model(model_dir: str, config=None):
+    """The training model of the run in ``model_dir``, rebuilt from the resolved spec the run saved
+    (``<model_dir>/model_spec.json``): neither the data nor the augmentation policy is read.
+    A run without that file (hac_tf <= 0.2) is rebuilt from ``config`` as its trainer did."""
+    from hac_tf.methods import HierarchicalContrastiveModel, ModelSpec
+    from hac_tf.methods.spec import MODEL_SPEC_FILE
+
+    path = os.path.join(model_dir, MODEL_SPEC_FILE)
+    if os.path.isfile(path):
+        return HierarchicalContrastiveModel(ModelSpec.load(path))
+    if config is None:
+        raise RunExportError(f"{model_dir} has no {MODEL_SPEC_FILE} and no config was given to rebuild its model")
+    return _default_build_fn(config)
 
 
 def restore_model(config, checkpoint_path: str, build_fn=None):
@@ -53,7 +69,7 @@ def restore_model(config, checkpoint_path: str, build_fn=None):
 
     The checkpoint is the trainer's ``tf.train.Checkpoint(model=..., optimizer=..., step=...)``;
     only ``model`` and ``step`` are read (``expect_partial``). ``build_fn(config)`` defaults to
-    ``hac_tf.training.trainer.build_model``. Returns ``(model, step, num_backbone_weights_changed)``.
+    ``hac_tf.training.builders.build_model``. Returns ``(model, step, num_backbone_weights_changed)``.
     """
     import numpy as np
     import tensorflow as tf
@@ -91,7 +107,7 @@ def export_run(model_dir: str, export_dir: Optional[str] = None, version: Option
     checkpoint = checkpoint or tf.train.latest_checkpoint(ckpt_dir)
     if not checkpoint:
         raise RunExportError(f"no checkpoint in {ckpt_dir}")
-    model, step, changed = restore_model(config, checkpoint, build_fn)
+    model, step, changed = restore_model(config, checkpoint, build_fn or (lambda c: run_model(model_dir, c)))
     logging.info("restored %s (step %d, %d backbone weights loaded)", checkpoint, step, changed)
     if changed == 0 and not allow_uninitialized:
         raise RunExportError(f"{checkpoint} restored no backbone weight (wrong config or checkpoint?); "

@@ -21,6 +21,8 @@ apply to. Every error is a one-line ``ValueError`` that starts with ``ModelSpec.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
 from hac_tf import schema
@@ -35,6 +37,8 @@ from hac_tf.plugins import viewmaker as viewmaker_plugin
 from hac_tf.schema import CODE_ONLY, free, one_of, ranged
 
 EMBED_FIELD_NAMES: Tuple[str, ...] = ("colour", "color") + tuple(PARAM_WIDTHS)
+#: file of a run directory holding the resolved spec the run trained with (``ModelSpec.save``)
+MODEL_SPEC_FILE = "model_spec.json"
 #: plug-in field -> its module (config class, ``applies_to(method class)``, level default)
 PLUGIN_MODULES = {"mochi": mochi_plugin, "equimod": equimod_plugin, "augself": augself_plugin,
                   "viewmaker": viewmaker_plugin}
@@ -358,6 +362,25 @@ class ModelSpec:
             if isinstance(kwargs.get(key), list):
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
+
+    def save(self, path: str) -> None:
+        """Writes :meth:`to_dict` as JSON to ``path`` (atomically: a temporary file renamed into place)."""
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> "ModelSpec":
+        """The spec :meth:`save` wrote to ``path``; ValueError naming the file if it is not one."""
+        with open(path, encoding="utf-8") as f:
+            try:
+                values = json.load(f)
+                if not isinstance(values, dict):
+                    raise ValueError(f"expected a JSON object, got {type(values).__name__}")
+                return cls.from_dict(values)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{path} does not hold a valid model spec: {e}") from None
 
     @classmethod
     def baseline(cls, method: str = "simsiam", **kwargs: Any) -> "ModelSpec":

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
 
+from hac_tf import schema
 from hac_tf.augment import AugmentationSettings, build_policy, make_view_dataset
 from hac_tf.augment.policies import ViewPolicy
 from hac_tf.data import build_source, resolution
-from hac_tf import schema
 from hac_tf.methods import ModelSpec, method_class
 from hac_tf.training.config import ExperimentConfig
 
@@ -228,3 +229,24 @@ def build_model(config: ExperimentConfig, steps_per_epoch: Optional[int] = None)
     from hac_tf.methods import HierarchicalContrastiveModel
 
     return HierarchicalContrastiveModel(ModelSpec(**model_spec_kwargs(config, steps_per_epoch)))
+
+
+def run_model(config: ExperimentConfig, model_dir: str, steps_per_epoch: Optional[int] = None, write: bool = True):
+    """The model of the run in ``model_dir`` (built inside the caller's strategy scope, if any).
+
+    A run that has a checkpoint is rebuilt from the resolved spec it trained with,
+    ``<model_dir>/model_spec.json`` (run facts such as EquiMod's standardisation constants and
+    MoCHi's start step are not worked out again; the data is not read). Otherwise the spec is
+    resolved from ``config`` and, with ``write``, saved there for later resumes, evaluation and
+    export (hac_tf/export/from_run.py).
+    """
+    from hac_tf.methods import HierarchicalContrastiveModel
+    from hac_tf.methods.spec import MODEL_SPEC_FILE
+
+    path = os.path.join(model_dir, MODEL_SPEC_FILE)
+    if os.path.isfile(path) and tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")):
+        return HierarchicalContrastiveModel(ModelSpec.load(path))
+    spec = ModelSpec(**model_spec_kwargs(config, steps_per_epoch))
+    if write:
+        spec.save(path)
+    return HierarchicalContrastiveModel(spec)

@@ -103,7 +103,7 @@ class Trainer:
         self.schedule = WarmupCosine(peak, self.total_steps, warmup, cosine=c.optimizer.schedule == "cosine")
         self.peak_lr = peak
         with self.strategy.scope():
-            self.model = build_model(c, self.steps_per_epoch)
+            self.model = builders.run_model(c, model_dir, self.steps_per_epoch, write=self.chief)
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.optimizer = build_optimizer(c.optimizer.name, self.schedule, c.optimizer.momentum,
