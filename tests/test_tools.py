@@ -1,8 +1,6 @@
 """tools/*.py are thin entry points over the package: a docstring, imports from hac_tf only and a
 ``__main__`` guard that calls ``run()`` — no function, class or other statement; each one runs
-as a subprocess (``--help`` through absl) and lists its CLI's flags.
-
-tools/fault_drill.py is not one of them yet (it imports helpers from tests/; issue 20)."""
+as a subprocess (``--help`` through absl) and lists its CLI's flags."""
 
 import ast
 import importlib
@@ -16,8 +14,7 @@ from absl import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS_DIR = os.path.join(REPO, "tools")
-NOT_THIN_YET = {"fault_drill"}
-TOOLS = sorted(f[:-3] for f in os.listdir(TOOLS_DIR) if f.endswith(".py") and f[:-3] not in NOT_THIN_YET)
+TOOLS = sorted(f[:-3] for f in os.listdir(TOOLS_DIR) if f.endswith(".py"))
 
 
 def _why_not_thin(source: str) -> str:

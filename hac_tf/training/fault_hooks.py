@@ -19,6 +19,7 @@ Examples::
   HAC_FAULT_AT=step:7            # kill -9 before the 7th step this process runs
   HAC_FAULT_AT=checkpoint:2      # kill -9 inside the 2nd checkpoint write
   HAC_FAULT_AT=step:3:TERM       # a preemption notice (SIGTERM) before the 3rd step
+  HAC_FAULT_AT=step:4:STOP       # freeze (SIGSTOP) before the 4th step: a worker gone silent
   HAC_FAULT_AT=step:9,export:1   # several points, comma-separated
 
 Used by ``hac_tf/cli/fault_drill.py`` (``hac-fault-drill``) and the tests; nothing else sets it.
@@ -34,7 +35,7 @@ from typing import Dict, Tuple
 
 ENV_VAR = "HAC_FAULT_AT"
 PHASES = ("step", "checkpoint", "export")
-SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
+SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT, "STOP": signal.SIGSTOP}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,6 +60,16 @@ _PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, t
                   tf.errors.CancelledError)
 
 
+def _peer_failure_summary(error: Exception) -> str:
+    """The line of a collective's error that says what happened to the peer (one line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for key in ("unhealthy", "aborted by", "Connection refused", "Failed to connect", "timed out", "Deadline"):
+        hit = next((line for line in lines if key in line), None)
+        if hit:
+            return hit[:300]
+    return (lines[0] if lines else type(error).__name__)[:300]
+
+
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, I/O error); the previous one is intact.
 
@@ -411,7 +421,7 @@ class Trainer:
             if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
                 raise LostWorkerError(
                     f"a worker of the multi-worker job stopped responding after step {step} "
-                    f"({type(e).__name__}: {str(e).strip().splitlines()[0][:300]}). Restart every worker with the "
+                    f"({type(e).__name__}: {_peer_failure_summary(e)}). Restart every worker with the "
                     f"same command to resume from the chief's latest checkpoint "
                     f"({self.manager.latest_checkpoint if self.chief else 'in ' + self.model_dir + '/checkpoints'})."
                 ) from e

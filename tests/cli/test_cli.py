@@ -38,6 +38,7 @@ EXPECTED_FLAGS = {
     "profile_train": {"row", "batch_size", "precision", "profile_steps", "top", "override", "scope", "verbose"},
     "bench_augment": {"sizes", "batch_size", "seconds", "num_levels", "plain_kerascv", "verbose"},
     "bench_quality": {"methods", "variants", "out_dir", "params_override", "verbose"},
+    "fault_drill": {"kills", "preemptions", "steps", "max_seconds", "seed", "work_dir", "data_dir", "verbose"},
 }
 
 
@@ -65,7 +66,8 @@ def test_every_cli_module_is_a_declared_console_script():
         assert f"hac_tf.cli.{module}:run" in targets, f"hac_tf/cli/{module}.py has no console script"
     assert set(_scripts()) == {"hac-train", "hac-evaluate", "hac-export", "hac-views", "hac-finetune",
                                "hac-finetune-dense", "hac-serving-client", "hac-prepare-data", "hac-bench-science",
-                               "hac-bench-train", "hac-profile-train", "hac-bench-augment", "hac-bench-quality"}
+                               "hac-bench-train", "hac-profile-train", "hac-bench-augment", "hac-bench-quality",
+                               "hac-fault-drill"}
     for name, target in _scripts().items():
         module_name, func = target.split(":")
         if os.path.exists(os.path.join(REPO, *module_name.split(".")) + ".py"):
