@@ -56,7 +56,6 @@ def main(argv: List[str]) -> int:
     configure_output(verbose_requested(f))
     from hac_tf.benchmarks.op_profile import SCOPE_NAMES, profile_row, scope_of
     from hac_tf.benchmarks.train_step import ROWS
-    from hac_tf.training.config import ConfigError
 
     if f.row not in ROWS:
         print(f"unknown row {f.row!r}; choose one of: {', '.join(ROWS)}", file=sys.stderr)
@@ -67,6 +66,8 @@ def main(argv: List[str]) -> int:
     if f.batch_size < 1 or f.profile_steps < 1:
         print("--batch_size and --profile_steps must be at least 1", file=sys.stderr)
         return 2
+    from hac_tf.training.config import ConfigError
+
     try:
         rows = profile_row(f.row, f.batch_size, f.precision, f.profile_steps, f.override)
     except (ConfigError, ValueError) as e:  # unknown keys, out of range, inconsistent model sizes
