@@ -18,7 +18,9 @@ Publishing is atomic: a version is written completely into a hidden temporary si
 (``.tmp-<version>-<host>-<pid>``), every file and directory is fsync'ed, then the directory is
 renamed to ``<version>`` in one ``os.rename``. TF Serving's file-system poller only considers
 directories whose names are integers, so it never sees a half-written version, and neither do
-:func:`list_versions` / :func:`latest_version`. A crash leaves only the temporary directory, which the
+:func:`list_versions` / :func:`latest_version` / :func:`resolve_version_dir` (the one resolver of
+a model base path or version dir to the version to load, used by loading, the downstream tools
+and the oneDNN guard). A crash leaves only the temporary directory, which the
 next export into the same base path removes (when the owning process is gone).
 """
 
