@@ -97,7 +97,8 @@ def plan_rounds(kills: int, preemptions: int, rng: random.Random) -> List[List[s
 def fault_env(phase: str, done_steps: int, total_steps: int, training_faults_left: int,
               rng: random.Random) -> str:
     """``HAC_FAULT_AT`` for a process that resumes after ``done_steps``: the fault lands within
-    the first 1/``training_faults_left`` of the remaining steps (room for the faults after it)."""
+    the first 1/``training_faults_left`` of the remaining steps or checkpoint writes (room for
+    the faults after it); a step kill comes after at least one step of this process."""
     remaining = total_steps - done_steps
     span = max(1, remaining // max(1, training_faults_left))
     if phase == "export":
@@ -106,8 +107,10 @@ def fault_env(phase: str, done_steps: int, total_steps: int, training_faults_lef
         upcoming = [s for s in range(done_steps + 1, total_steps + 1) if s % CHECKPOINT_EVERY == 0 or s == total_steps]
         writes = max(1, min(len(upcoming), -(-len(upcoming) // max(1, training_faults_left))))
         return f"checkpoint:{rng.randint(1, writes)}"
-    n = rng.randint(1, span)
-    return f"step:{n}" + (":TERM" if phase == "preemption" else "")
+    if phase == "preemption":  # SIGTERM before step n; step n must still run and be checkpointed
+        return f"step:{rng.randint(1, span)}:TERM"
+    # kill -9 before step n, n >= 2: at least one step of this process ran since its restore
+    return f"step:{rng.randint(min(2, remaining), min(span + 1, remaining))}"
 
 
 def drilled_run(model_dir: str, overrides: Sequence[str]) -> int:
