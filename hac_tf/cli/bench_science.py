@@ -50,6 +50,14 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                               flag_values=fv)
     flags.DEFINE_integer("eval_train", 5000, "Clean training-split images fitting the probes.", flag_values=fv)
     flags.DEFINE_integer("eval_test", 2000, "Clean test-split images scoring them.", flag_values=fv)
+    flags.DEFINE_multi_string("export", [], "'<row>=<path>': export that row's trained backbone to <path> in "
+                              "the TF Serving layout (<path>/<version>; <path>_seed<k> with several seeds), e.g. "
+                              "hai=saved_models/quickstart; repeatable. Default: no export.", flag_values=fv)
+    flags.DEFINE_bool("decide", False, "Only print the decision of docs/RESULTS.md: the gate (rows no_jitter and "
+                      "baseline in --gate_dir) and, if it passed, the verdicts on the rows in --out_dir (with "
+                      "--robustness_dir: the twice-the-compute budget).", flag_values=fv)
+    flags.DEFINE_string("gate_dir", "", "Where the gate's JSONs are (default: --out_dir).", flag_values=fv)
+    flags.DEFINE_string("robustness_dir", "", "Where the twice-the-compute JSONs are (for --decide).", flag_values=fv)
     flags.DEFINE_bool("list_rows", False, "List the rows and exit.", flag_values=fv)
     flags.DEFINE_bool("summary_only", False, "Only (re)write the summary of the JSONs in --out_dir.", flag_values=fv)
     flags.DEFINE_string("plot_colour", "", "The plot's colour axis as <feature>:<measure>, e.g. "
@@ -76,6 +84,14 @@ def main(argv: List[str]) -> int:
     if colour is not None and len(colour) != 2:
         print(f"error: --plot_colour={f.plot_colour!r} must be <feature>:<measure>", file=sys.stderr)
         return 2
+    if f.decide:
+        from hac_tf.science.decision import decision_text
+        from hac_tf.science.summary import load_records
+
+        gate_records = load_records(f.gate_dir or f.out_dir)
+        records = load_records(f.out_dir) if f.gate_dir else []
+        print(decision_text(gate_records, records, load_records(f.robustness_dir) if f.robustness_dir else None))
+        return 0
     if f.summary_only:
         md, png, table = write_summary(f.out_dir, tuple(ROWS), colour=colour)
         print(table)
@@ -91,6 +107,14 @@ def main(argv: List[str]) -> int:
             if not sep:
                 raise ValueError(f"--row_budget={item!r} must be <row>=<kind>:<amount>")
             per_row[row_by_name(name).name] = parse_budget(text)
+        exports = {}
+        for item in f.export:
+            name, sep, path = item.partition("=")
+            if not sep or not path:
+                raise ValueError(f"--export={item!r} must be <row>=<path>")
+            if not row_by_name(name).train:
+                raise ValueError(f"--export={item!r}: row {name!r} does not train (nothing to export)")
+            exports[name] = path
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -106,8 +130,12 @@ def main(argv: List[str]) -> int:
 
     for seed in seeds:
         for row in rows:
+            export_path = exports.get(row.name)
+            if export_path and len(seeds) > 1:
+                export_path = f"{export_path}_seed{seed}"
             path, record, ran = run_cell(row, seed, per_row.get(row.name, budget), f.out_dir, f.base_config,
-                                         f.params_override, f.eval_train, f.eval_test, work_dir=f.work_dir)
+                                         f.params_override, f.eval_train, f.eval_test, work_dir=f.work_dir,
+                                         export_path=export_path)
             s4 = record["results"].get("stage4", {})
             error = s4.get("band_hue_ridge_mae", s4.get("colour_ridge_mae", float("nan")))
             garment = 100 * s4.get("garment_linear", float("nan"))

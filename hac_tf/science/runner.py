@@ -85,7 +85,7 @@ def _write_json(path: str, record: dict) -> None:
 def run_cell(row: Row, seed: int, budget: Optional[Budget], out_dir: str, base_config: str,
              overrides: Sequence[str] = (), eval_train: int = 5000, eval_test: int = 2000,
              log: Callable[[str], None] = print, work_dir: Optional[str] = None,
-             report_kwargs: Optional[dict] = None) -> Tuple[str, dict, bool]:
+             report_kwargs: Optional[dict] = None, export_path: Optional[str] = None) -> Tuple[str, dict, bool]:
     """Trains (unless ``row.train`` is False), measures and writes the cell's JSON.
 
     Args:
@@ -96,6 +96,9 @@ def run_cell(row: Row, seed: int, budget: Optional[Budget], out_dir: str, base_c
       base_config: a config file or shipped config name; ``overrides`` come after the row's.
       eval_train, eval_test: images fitting / scoring the probes.
       report_kwargs: keyword arguments of `colour_report` (k, shots, draws, ...; recorded).
+      export_path: a training row's backbone is exported there (TF Serving layout,
+        ``<export_path>/<version>``, hac_tf/export/savedmodel.py) with its measures in the
+        metadata; None (default): no export.
 
     Returns:
       ``(json path, record, ran)``: ``ran`` is False when the JSON existed (the cell skipped).
@@ -158,5 +161,11 @@ def run_cell(row: Row, seed: int, budget: Optional[Budget], out_dir: str, base_c
     record["report_kwargs"] = kwargs
     record.update(eval_seconds=time.perf_counter() - t1, eval_train=len(train_set.images),
                   eval_test=len(test_set.images), host={"cpus": os.cpu_count(), "machine": platform.machine()})
+    if export_path and row.train:
+        from hac_tf.export import export_backbone
+
+        record["export"] = export_backbone(model, config, export_path, step=record["steps"],
+                                           metrics=record["results"])
+        log(f"[{name}] exported the backbone to {record['export']}")
     _write_json(path, record)
     return path, record, True

@@ -31,6 +31,8 @@ def test_cli_rejects_bad_rows_and_budgets_before_training(tmp_path):
     for args, message in ((["--rows=baseline,hia"], "unknown benchmark row 'hia'"),
                           (["--budget=minutes:3"], "kind one of"),
                           (["--row_budget=baseline"], "must be <row>=<kind>:<amount>"),
+                          (["--export=baseline"], "must be <row>=<path>"),
+                          (["--export=random_init=saved_models/x"], "does not train"),
                           (["--params_override=model.method=simclrr"], "ConfigError")):
         proc = subprocess.run([sys.executable, tool, f"--out_dir={tmp_path}"] + args, capture_output=True, text=True,
                               env=env, timeout=120)
