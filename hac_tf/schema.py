@@ -121,11 +121,11 @@ def check(owner: str, name: str, value: Any, rule: Optional[Rule], kind: type = 
 
 
 def check_fields(owner: str, instance: Any) -> None:
-    """Checks every field of a dataclass instance that has a rule (see :func:`check`); the field's
-    kind is its default's type (int or float)."""
+    """Checks every field of a dataclass instance that has a rule and a value (see :func:`check`);
+    the field's kind is its default's type (int or float)."""
     for field in dataclasses.fields(instance):
         rule = rule_of(field)
-        if rule is None:
+        if rule is None or getattr(instance, field.name) is None:  # None: unset (a default to resolve)
             continue
         kind = int if is_int(field.default) else float if isinstance(field.default, float) else object
         check(owner, field.name, getattr(instance, field.name), rule, kind)

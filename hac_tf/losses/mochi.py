@@ -30,6 +30,7 @@ from typing import Callable, NamedTuple, Optional, Union
 
 import tensorflow as tf
 
+from hac_tf import schema
 from hac_tf.losses._common import (
     LARGE_NEGATIVE,
     as_float32,
@@ -38,6 +39,7 @@ from hac_tf.losses._common import (
     l2_normalize,
     replica_info,
 )
+from hac_tf.schema import CODE_ONLY, free, ranged
 
 SeedLike = Union[tf.Tensor, tuple, list]
 StepLike = Union[int, tf.Tensor, tf.Variable, None]
@@ -60,12 +62,14 @@ class MochiConfig:
     Defaults are the IN-100 configuration (1024, 1024, 128), unverified (docs/METHODS.md#mochi).
     """
 
-    num_hardest: int = 1024
-    num_mixed: int = 1024
-    num_query_mixed: int = 128
-    start_step: int = 0
+    # rules beside the fields (hac_tf/schema.py); the config's plugins.mochi section is generated
+    # from them (start_step is worked out from its start_epoch; seed -1 there = train.seed)
+    num_hardest: int = ranged(1024, 1, 1 << 22)
+    num_mixed: int = ranged(1024, 0, 1 << 22)
+    num_query_mixed: int = ranged(128, 0, 1 << 22)
+    start_step: int = free(0, config_default=CODE_ONLY)
     detach_synthetic: bool = True
-    seed: Optional[int] = None
+    seed: Optional[int] = ranged(None, -1, (1 << 31) - 1, config_default=-1)
 
     def __post_init__(self) -> None:
         for name in ("num_hardest", "num_mixed", "num_query_mixed", "start_step"):
@@ -76,6 +80,7 @@ class MochiConfig:
         check_positive("MochiConfig.num_mixed", self.num_mixed, allow_zero=True)
         check_positive("MochiConfig.num_query_mixed", self.num_query_mixed, allow_zero=True)
         check_positive("MochiConfig.start_step", self.start_step, allow_zero=True)
+        schema.check_fields("MochiConfig", self)
 
     @property
     def num_synthetic(self) -> int:

@@ -29,18 +29,19 @@ target towers, predictors, BatchNorm statistics, MoCo queues / pointers / fill c
 heads and the Viewmaker generator), keyed by the variables' Keras paths (see
 :meth:`HierarchicalContrastiveModel.checkpoint_variables`).
 
-Plug-ins (``hac_tf.plugins``, enabled by the spec's ``equimod`` / ``augself`` / ``viewmaker``
-fields; MoCHi lives inside the losses): the Viewmaker first replaces its levels' views by the
-generator's (as constants), then every level runs as above and adds, where enabled,
-``lambda * L_eq`` (EquiMod, on the depth features of x_0 and the two views) and
-``sum_t lambda_t L_t`` (AugSelf, on the two views' depth features). :meth:`adversarial_loss` is
-the Viewmaker's own objective (its variables, :attr:`adversarial_variables`, are not in
-``trainable_variables``). Without plug-ins the computation is exactly the one above.
+Plug-ins (``hac_tf.plugins``, enabled by the spec's plug-in fields; MoCHi lives inside the
+losses): the model owns the enabled plug-ins' layers and drives them through the hooks of the
+plug-in interface (hac_tf/plugins/base.py) without naming any: ``prepare_batch`` before the levels
+(the Viewmaker's views), ``shared_images`` encoded with a level's views (EquiMod's x_0 with
+``shared_bn``) and ``level_term`` added to the total after the base method's loss (EquiMod's
+``lambda * L_eq``, AugSelf's ``sum_t lambda_t L_t``). :meth:`adversarial_loss` is the objective of
+the plug-in that has one (the Viewmaker's; its variables, :attr:`adversarial_variables`, are not
+in ``trainable_variables``). Without plug-ins the computation is exactly the one above.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -48,7 +49,7 @@ import tensorflow as tf
 from hac_tf.losses import similarity_stats
 from hac_tf.methods.base import Method, PairOutputs
 from hac_tf.methods.ema import copy_variables, ema_update
-from hac_tf.methods.spec import ModelSpec
+from hac_tf.methods.spec import PLUGIN_MODULES, ModelSpec
 from hac_tf.models import (
     EmbeddingMLP,
     PredictionMLP,
@@ -57,7 +58,17 @@ from hac_tf.models import (
     build_resnet,
     build_stage_branches,
 )
-from hac_tf.plugins import AugSelfModule, EquiModModule, ViewmakerModule, original_view
+from hac_tf.plugins.base import LevelFeatures, PluginLayer
+
+
+class _LevelForward(NamedTuple):
+    """One level's forward pass: head outputs, the online depth features of the pair ``[2B, F]``
+    and those of the plug-ins' shared images (one ``[N_k, F]`` per sharing plug-in)."""
+
+    online: PairOutputs
+    target: Optional[PairOutputs]
+    features: tf.Tensor
+    shared: Tuple[tf.Tensor, ...]
 
 
 class EncoderTower(keras.layers.Layer):
@@ -186,14 +197,17 @@ class HierarchicalContrastiveModel(keras.Model):
             copy_variables(self.target.weights, self.online.weights)
             for v in self.target.weights:
                 v.trainable = False
-        # --- plug-ins (hac_tf.plugins): extra heads / the view generator, built last so that the
-        # base model's variable paths and order are unchanged
+        # --- plug-ins (hac_tf/plugins/base.py): their layers, built last so that the base model's
+        # variable paths and order are unchanged; model.<plug-in name> is its layer (None when off)
         feature_dim = self.online.backbone.feature_dim
-        self.equimod: Optional[EquiModModule] = (
-            EquiModModule(spec.equimod, feature_dim, sync_bn=spec.sync_bn) if spec.equimod else None)
-        self.augself: Optional[AugSelfModule] = (
-            AugSelfModule(spec.augself, feature_dim, sync_bn=spec.sync_bn) if spec.augself else None)
-        self.viewmaker: Optional[ViewmakerModule] = ViewmakerModule(spec.viewmaker) if spec.viewmaker else None
+        names = []
+        for name, module in PLUGIN_MODULES.items():
+            config = getattr(spec, name)
+            layer = None if config is None else module.build_layer(config, feature_dim, sync_bn=spec.sync_bn)
+            setattr(self, name, layer)
+            if layer is not None:
+                names.append(name)
+        self._plugin_names: Tuple[str, ...] = tuple(names)
         self.built = True
 
     # ------------------------------------------------------------------ variables
@@ -202,11 +216,19 @@ class HierarchicalContrastiveModel(keras.Model):
         """The online ResNetBackbone (what gets exported)."""
         return self.online.backbone
 
+    @property
+    def plugin_layers(self) -> List[PluginLayer]:
+        """The enabled plug-ins' layers, in plug-in order."""
+        return [getattr(self, name) for name in getattr(self, "_plugin_names", ())]
+
+    def _own_objective_plugin(self) -> Optional[PluginLayer]:
+        return next((p for p in self.plugin_layers if p.own_objective), None)
+
     def _target_ids(self) -> set:
         skip = set() if self.target is None else {id(v) for v in self.target.weights}
-        viewmaker = getattr(self, "viewmaker", None)
-        if viewmaker is not None:  # the adversary has its own optimizer
-            skip |= {id(v) for v in viewmaker.weights}
+        for plugin in self.plugin_layers:
+            if plugin.own_objective:  # trained by its own optimizer
+                skip |= {id(v) for v in plugin.weights}
         return skip
 
     @property
@@ -218,13 +240,16 @@ class HierarchicalContrastiveModel(keras.Model):
 
     @property
     def adversarial_variables(self) -> list:
-        """Trainable variables of the Viewmaker generator (own optimizer); [] without it."""
-        return [] if self.viewmaker is None else list(self.viewmaker.trainable_weights)
+        """Trainable variables of the plug-in with an objective of its own (the Viewmaker's
+        generator), trained by their own optimizer; [] without one."""
+        plugin = self._own_objective_plugin()
+        return [] if plugin is None else list(plugin.trainable_weights)
 
     @property
     def adversarial_learning_rate(self) -> Optional[float]:
-        """Learning rate of the adversarial (Viewmaker) optimizer, None without it."""
-        return None if self.viewmaker is None else self.spec.viewmaker.learning_rate
+        """Learning rate of that plug-in's own optimizer, None without one."""
+        plugin = self._own_objective_plugin()
+        return None if plugin is None else plugin.learning_rate
 
     @property
     def trainable_variables(self) -> list:
@@ -280,24 +305,23 @@ class HierarchicalContrastiveModel(keras.Model):
         self, batch: Mapping[str, Any], level: int, training: bool = True
     ) -> Tuple[PairOutputs, Optional[PairOutputs]]:
         """Online (and target) head outputs of level ``level`` (0-based)."""
-        online, target, _, _ = self._level_forward(batch, level, training)
-        return online, target
+        forward = self._level_forward(batch, level, training)
+        return forward.online, forward.target
 
     def _level_forward(
-        self, batch: Mapping[str, Any], level: int, training: bool, extra_images: Optional[tf.Tensor] = None
-    ) -> Tuple[PairOutputs, Optional[PairOutputs], tf.Tensor, Optional[tf.Tensor]]:
-        """``(online, target, feat, extra_feat)``: head outputs plus the online depth features
-        ``[2B, feature_dim]`` of the pair (before the embedding) and, when ``extra_images`` [N, ...]
-        are given, their depth features from the SAME backbone call (``[N, feature_dim]``)."""
+        self, batch: Mapping[str, Any], level: int, training: bool, shared_images: Sequence[tf.Tensor] = ()
+    ) -> "_LevelForward":
+        """Head outputs of the level plus the online depth features ``[2B, feature_dim]`` of the pair
+        (before the embedding) and those of each of ``shared_images`` ([N_k, ...]) from the SAME
+        backbone call."""
         images, params = self._level_inputs(batch, level)
-        extra_feat = None
-        if extra_images is None:
-            feat = self.online.branch_features(level, images, training)
+        if not shared_images:
+            feat, shared = self.online.branch_features(level, images, training), []
         else:
-            n = tf.shape(images)[0]
+            sizes = [tf.shape(images)[0]] + [tf.shape(x)[0] for x in shared_images]
             both = self.online.branch_features(
-                level, tf.concat([images, tf.cast(extra_images, images.dtype)], axis=0), training)
-            feat, extra_feat = both[:n], both[n:]
+                level, tf.concat([images] + [tf.cast(x, images.dtype) for x in shared_images], axis=0), training)
+            feat, *shared = tf.split(both, sizes, axis=0)
         z = self.online.projectors[level](self.online.embed(level, feat, params, training), training=training)
         z_a, z_b = tf.split(z, 2, axis=0)
         p_a = p_b = None
@@ -310,12 +334,12 @@ class HierarchicalContrastiveModel(keras.Model):
             tz = tf.stop_gradient(self.target.project(level, images, params, training))
             tz_a, tz_b = tf.split(tz, 2, axis=0)
             target = PairOutputs(tz_a, tz_b)
-        return online, target, feat, extra_feat
+        return _LevelForward(online, target, feat, tuple(shared))
 
     def compute_loss(
         self, batch: Mapping[str, Any], training: bool = True, step: Optional[Any] = None
     ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-        """Weighted sum of the per-level losses, float32, and the metrics.
+        """Weighted sum of the per-level losses and the plug-ins' terms, float32, and the metrics.
 
         Args:
           batch: ``{"level_1": {"view_a", "view_b", "params_a", "params_b"}, ...}`` (extra keys
@@ -328,20 +352,21 @@ class HierarchicalContrastiveModel(keras.Model):
         Returns:
           ``(total_loss, metrics)`` with metrics ``loss`` and, per level ``level_k/``: ``loss``,
           ``pos_sim``, ``neg_sim``, ``embedding_std`` (of the online projections), for MoCo
-          ``queue_fill``, and the plug-in terms ``equimod_loss`` / ``augself_<target>_loss``
-          (unweighted) on their levels. ``total_loss`` includes the weighted plug-in terms.
+          ``queue_fill``, and the plug-in terms' metrics (e.g. ``equimod_loss``,
+          ``augself_<target>_loss``, unweighted) on their levels. ``total_loss`` includes the
+          weighted plug-in terms.
         """
         total = tf.constant(0.0, tf.float32)
         metrics: Dict[str, tf.Tensor] = {}
-        if self.viewmaker is not None:  # plug-in: the generator's views, constants for the encoder
-            batch = self.viewmaker.apply_to_batch(batch, self.spec.level_names, step, pass_index=0,
-                                                  stop_gradient=True)
+        plugins = self.plugin_layers
+        for plugin in plugins:  # e.g. the Viewmaker's views, constants for the encoder
+            batch = plugin.prepare_batch(batch, self.spec.level_names, step)
+        by_term = sorted(plugins, key=lambda p: p.term_order)
         for i, name in enumerate(self.spec.level_names):
-            x0 = None
-            if self.equimod is not None and self.equimod.has_level(i):
-                x0 = self._original_images(batch, i)
-            shared = x0 is not None and self.spec.equimod.shared_bn
-            online, target, feat, feat0 = self._level_forward(batch, i, training, x0 if shared else None)
+            sharing = [(p, p.shared_images(batch, i)) for p in plugins]
+            sharing = [(p, x) for p, x in sharing if x is not None]
+            forward = self._level_forward(batch, i, training, [x for _, x in sharing])
+            online, target = forward.online, forward.target
             loss, extra = self.method.level_loss(i, online, target, training=training, step=step)
             loss = tf.cast(loss, tf.float32)
             total = total + tf.constant(self.spec.loss_weights[i], tf.float32) * loss
@@ -350,57 +375,29 @@ class HierarchicalContrastiveModel(keras.Model):
                 metrics[f"{name}/{k}"] = v
             for k, v in extra.items():
                 metrics[f"{name}/{k}"] = tf.cast(v, tf.float32)
-            # --- plug-in terms of this level
-            plugin_terms = []
-            if self.augself is not None and self.augself.has_level(i):
-                feat_a, feat_b = tf.split(feat, 2, axis=0)
-                views = batch[name]
-                plugin_terms.append(self.augself.level_loss(
-                    i, feat_a, feat_b, views["params_a"], views["params_b"], training=training))
-            if x0 is not None:
-                if feat0 is None:  # x_0 in its own backbone call (the base method's BN batches unchanged)
-                    feat0 = self.online.branch_features(i, x0, training)
-                feat_a, feat_b = tf.split(feat, 2, axis=0)
-                views = batch[name]
-                plugin_terms.append(self.equimod.level_loss(
-                    i, feat0, feat_a, feat_b, views["params_a"], views["params_b"], training=training))
-            for term, term_metrics in plugin_terms:
-                total = total + tf.cast(term, tf.float32)
-                for k, v in term_metrics.items():
+            shared = {id(p): f for (p, _), f in zip(sharing, forward.shared)}
+            for plugin in by_term:
+                features = LevelFeatures(i, name, forward.features, shared.get(id(plugin)),
+                                         lambda images, i=i: self.online.branch_features(i, images, training))
+                term = plugin.level_term(batch, features, training)
+                if term is None:
+                    continue
+                total = total + tf.cast(term[0], tf.float32)
+                for k, v in term[1].items():
                     metrics[f"{name}/{k}"] = tf.cast(v, tf.float32)
         metrics["loss"] = total
         return total, metrics
 
-    def _original_images(self, batch: Mapping[str, Any], level: int) -> tf.Tensor:
-        """EquiMod's x_0: the batch's source images at the level's view size, float [0, 1]."""
-        if "images" not in batch:
-            raise KeyError("EquiMod needs the original images: the batch has no 'images' key "
-                           f"(got {sorted(batch)}); keep it in the view dataset")
-        size = batch[self.spec.level_names[level]]["view_a"].shape[1]
-        return original_view(batch["images"], int(size))
-
     def adversarial_loss(
         self, batch: Mapping[str, Any], training: bool = True, step: Optional[Any] = None
     ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-        """The Viewmaker's objective ``-w * sum_k loss_weights[k] L_k`` over its levels (float32).
-
-        A fresh forward with fresh noise (pass 1) whose views carry gradients to the generator;
-        the base method is called with ``training=False`` so that it updates no state (MoCo
-        queues), while BatchNorm runs in ``training`` mode like the encoder's pass. Minimise it
-        w.r.t. :attr:`adversarial_variables`.
-        """
-        if self.viewmaker is None:
-            raise ValueError("adversarial_loss needs the Viewmaker plug-in (spec.viewmaker)")
-        batch = self.viewmaker.apply_to_batch(batch, self.spec.level_names, step, pass_index=1, stop_gradient=False)
-        total = tf.constant(0.0, tf.float32)
-        for i, name in enumerate(self.spec.level_names):
-            if not self.viewmaker.has_level(i):
-                continue
-            online, target = self.level_outputs(batch, i, training=training)
-            loss, _ = self.method.level_loss(i, online, target, training=False, step=step)
-            total = total + tf.constant(self.spec.loss_weights[i], tf.float32) * tf.cast(loss, tf.float32)
-        adv = -tf.constant(self.spec.viewmaker.adversarial_weight, tf.float32) * total
-        return adv, {"viewmaker/adversarial_loss": adv, "viewmaker/contrastive_loss": total}
+        """The objective of the plug-in with its own optimizer (the Viewmaker's
+        ``-w * sum_k loss_weights[k] L_k``); minimise it w.r.t. :attr:`adversarial_variables`."""
+        plugin = self._own_objective_plugin()
+        if plugin is None:
+            raise ValueError("adversarial_loss needs a plug-in with an objective of its own "
+                             "(the Viewmaker plug-in, spec.viewmaker)")
+        return plugin.objective(self, batch, training=training, step=step)
 
     # ------------------------------------------------------------------ target update
     def target_momentum(self, step: Any, total_steps: Any) -> Optional[tf.Tensor]:

@@ -1,8 +1,11 @@
 """hac_tf.plugins: related methods as configuration switches on any applicable base method,
 with or without the hierarchy (docs/PLUGINS.md, docs/METHODS.md#plugins).
 
-Each plug-in is a frozen config (a ModelSpec field) plus, where it has weights, a Keras layer the
-``HierarchicalContrastiveModel`` owns; the one training loop is shared by all of them.
+Each plug-in is a frozen config (a ModelSpec field) plus, where it has weights, a
+:class:`~hac_tf.plugins.base.PluginLayer` the ``HierarchicalContrastiveModel`` owns and drives
+through the hooks of the plug-in interface (hac_tf/plugins/base.py: what it adds to the forward
+pass, the loss, the variables and optimizers, the checkpoint), never by name; the one training
+loop is shared by all of them.
 
   MoCHi      ModelSpec.mochi (MochiConfig; math in hac_tf.losses.mochi)   methods with a softmax temperature
   EquiMod    ModelSpec.equimod (EquiModConfig) -> EquiModModule           methods that opt in (SimCLR, BYOL)
@@ -24,6 +27,7 @@ from hac_tf.plugins.augself import (
     augself_targets,
     colour_scale_from_strength,
 )
+from hac_tf.plugins.base import LevelFeatures, PluginLayer
 from hac_tf.plugins.equimod import (
     EQUIMOD_FIELDS,
     EquiModConfig,
@@ -47,6 +51,8 @@ __all__ = [
     "EQUIMOD_FIELDS",
     "EquiModConfig",
     "EquiModModule",
+    "LevelFeatures",
+    "PluginLayer",
     "ViewmakerConfig",
     "ViewmakerGenerator",
     "ViewmakerModule",

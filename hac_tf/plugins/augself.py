@@ -28,26 +28,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-import keras
 import tensorflow as tf
 
+from hac_tf import schema
 from hac_tf.models import ProjectionMLP
-from hac_tf.plugins.base import (
-    as_tuple,
-    check_int,
-    check_levels,
-    check_real,
-    config_from_value,
-    fail,
-    is_real,
-    resolve_levels,
-)
+from hac_tf.plugins.base import LevelFeatures, PluginLayer
+from hac_tf.plugins.settings import as_tuple, check_levels, check_real, config_from_value, fail, is_real, resolve_levels
+from hac_tf.schema import CODE_ONLY, free, one_of, ranged
 
 #: target -> output width of its head
 AUGSELF_TARGETS: Dict[str, int] = {"crop": 4, "colour": 4, "flip": 1, "blur": 1, "rotation": 4}
 REGRESSION_TARGETS = ("crop", "colour", "blur")
 FLIP_RULES = ("per_view", "code")
 _OWNER = "AugSelfConfig"
+#: keys of the config's plugins.augself section that are not model settings (none)
+SECTION_FIELDS: Dict[str, Any] = {}
 #: what a base method needs for AugSelf: nothing (its heads only read the depth features)
 APPLIES_TO = "every method"
 
@@ -76,13 +71,15 @@ class AugSelfConfig:
       blur_scale: divisor of the blur-sigma difference.
     """
 
-    targets: Tuple[str, ...] = ("crop", "colour")
-    weights: Tuple[float, ...] = (1.0, 1.0)
-    hidden_dim: int = 512
-    levels: Tuple[int, ...] = ()
-    flip_rule: str = "per_view"
-    colour_scale: Tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)
-    blur_scale: float = 2.0
+    # rules beside the fields (hac_tf/schema.py); the config's plugins.augself section is generated
+    # from them (colour_scale / blur_scale are worked out from the augmentation strengths)
+    targets: Tuple[str, ...] = ("crop", "colour")  # crop | colour | flip | blur | rotation
+    weights: Tuple[float, ...] = (1.0, 1.0)  # lambda per target (0 = monitor only)
+    hidden_dim: int = ranged(512, 1, 1 << 16)
+    levels: Tuple[int, ...] = ()  # 1-based view levels; () = the last
+    flip_rule: str = one_of("per_view", FLIP_RULES)  # code: the released code's mirroring quirk
+    colour_scale: Tuple[float, float, float, float] = free((0.8, 0.8, 0.8, 0.2), config_default=CODE_ONLY)
+    blur_scale: float = free(2.0, config_default=CODE_ONLY)
 
     def __post_init__(self) -> None:
         targets = as_tuple(self.targets)
@@ -94,14 +91,12 @@ class AugSelfConfig:
         weights = as_tuple(self.weights)
         if len(weights) != len(targets):
             fail(_OWNER, "weights", f"has {len(weights)} entries but targets has {len(targets)}")
-        if any(not is_real(w) or w < 0 for w in weights):
-            fail(_OWNER, "weights", f"must be numbers >= 0, got {list(weights)}")
+        if any(not is_real(w) or not 0 <= w <= 1e3 for w in weights):
+            fail(_OWNER, "weights", f"must be numbers in [0, 1000], got {list(weights)}")
         object.__setattr__(self, "targets", targets)
         object.__setattr__(self, "weights", tuple(float(w) for w in weights))
-        check_int(_OWNER, "hidden_dim", self.hidden_dim)
+        schema.check_fields(_OWNER, self)
         object.__setattr__(self, "levels", check_levels(_OWNER, self.levels))
-        if self.flip_rule not in FLIP_RULES:
-            fail(_OWNER, "flip_rule", f"must be one of {list(FLIP_RULES)}, got {self.flip_rule!r}")
         scale = as_tuple(self.colour_scale)
         if len(scale) != 4 or any(not is_real(s) or s <= 0 for s in scale):
             fail(_OWNER, "colour_scale", f"needs 4 numbers > 0, got {list(scale)}")
@@ -120,6 +115,10 @@ class AugSelfConfig:
     @classmethod
     def from_value(cls, value: Any) -> Optional["AugSelfConfig"]:
         return config_from_value(cls, value)
+
+
+#: the plug-in's settings (ModelSpec.augself); the config's plugins.augself section is generated from it
+CONFIG_CLASS = AugSelfConfig
 
 
 def colour_scale_from_strength(strength) -> Tuple[float, float, float, float]:
@@ -195,7 +194,7 @@ def target_loss(target: str, prediction: tf.Tensor, value: tf.Tensor) -> tf.Tens
 
 
 # ----------------------------------------------------------------------------- module
-class AugSelfModule(keras.layers.Layer):
+class AugSelfModule(PluginLayer):
     """The AugSelf heads of every AugSelf level and their losses.
 
     Args:
@@ -220,8 +219,16 @@ class AugSelfModule(keras.layers.Layer):
                 self.heads.append(head)
         self.built = True
 
-    def has_level(self, level: int) -> bool:
-        return level + 1 in self.config.levels
+    def level_term(
+        self, batch: Mapping[str, Any], features: LevelFeatures, training: bool
+    ) -> Optional[Tuple[tf.Tensor, Dict[str, tf.Tensor]]]:
+        """``sum_t lambda_t L_t`` of the level (its heads see the two views' depth features)."""
+        if not self.has_level(features.level):
+            return None
+        feat_a, feat_b = tf.split(features.features, 2, axis=0)
+        views = batch[features.name]
+        return self.level_loss(features.level, feat_a, feat_b, views["params_a"], views["params_b"],
+                               training=training)
 
     def head(self, level: int, target: str) -> ProjectionMLP:
         slot = self.config.levels.index(level + 1) * len(self.config.targets) + self.config.targets.index(target)
@@ -255,5 +262,8 @@ class AugSelfModule(keras.layers.Layer):
             total = total + tf.constant(w, tf.float32) * loss
         return total, metrics
 
-    def call(self, *args, **kwargs):  # pragma: no cover
-        raise NotImplementedError("use level_loss(...)")
+
+
+def build_layer(config: AugSelfConfig, feature_dim: int, sync_bn: bool = False) -> AugSelfModule:
+    """The plug-in's part of the model (hac_tf/plugins/base.py)."""
+    return AugSelfModule(config, feature_dim, sync_bn=sync_bn)

@@ -1,90 +1,92 @@
-"""Shared pieces of the plug-in configs: validation helpers and level resolution.
+"""The plug-in interface: what a plug-in adds to the model, so that the model (and the trainer)
+loop over the enabled plug-ins without naming any.
 
-Every plug-in config is a frozen dataclass with ``from_value`` (accepts the config, a dict of its
-fields or None) and ``to_dict``. Levels are written 1-based (``level_k`` batch keys, as in YAML);
-``()`` means the plug-in's default levels, resolved by :meth:`resolve_levels` against the number
-of view levels of the model.
+A plug-in is a module ``hac_tf/plugins/<name>.py`` (listed in ``PLUGIN_MODULES``,
+hac_tf/methods/spec.py) that provides
+
+  CONFIG_CLASS                 its settings: ``ModelSpec.<name>`` and the config's ``plugins.<name>``
+                               section (generated from it, hac_tf/training/config.py)
+  SECTION_FIELDS               config keys that are inputs of its run facts, not model settings
+  APPLIES_TO, applies_to(cls)  the base methods it composes with, a rule over their traits
+  resolve(value, num_levels)   ``ModelSpec.<name>`` checked, its levels resolved
+  build_layer(config, feature_dim, sync_bn) -> PluginLayer or None
+                               its part of the model (None: MoCHi, which lives in the losses)
+
+A :class:`PluginLayer` adds, through hooks whose defaults add nothing:
+
+  to the forward pass   ``prepare_batch``: rewrites the batch before the levels run (the Viewmaker's
+                        views, as constants for the encoder); ``shared_images``: images encoded in
+                        the level's backbone call together with the views (EquiMod's x_0 with
+                        ``shared_bn``), whose features come back in :class:`LevelFeatures`
+  to the loss           ``level_term``: its weighted term of a level and its metrics, added to the
+                        total after the base method's (in ``term_order``)
+  to the variables and  ``own_objective``: its trainable variables are not the encoder's; the
+  optimizers            trainer trains them with their own Adam (``learning_rate``) on ``objective``
+                        (the Viewmaker's adversarial loss)
+  to the checkpoint     its variables, saved with the model's under their Keras paths (nothing to do)
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import numbers
-from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-T = TypeVar("T")
+import keras
+import tensorflow as tf
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+class LevelFeatures(NamedTuple):
+    """What the model computed for one level, for the plug-ins' terms.
+
+    level: 0-based level index; name: its batch key (``level_k``).
+    features: online depth features of the pair before the parameter embedding, ``[2B, F]``
+      (view a rows first).
+    shared: features ``[N, F]`` of this plug-in's ``shared_images`` from the same backbone call,
+      or None.
+    encode: images ``[N, S, S, 3]`` -> their depth features ``[N, F]`` in a backbone call of their own.
+    """
+
+    level: int
+    name: str
+    features: tf.Tensor
+    shared: Optional[tf.Tensor]
+    encode: Callable[[tf.Tensor], tf.Tensor]
 
 
-def is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+class PluginLayer(keras.layers.Layer):
+    """Base class of a plug-in's part of the model (see the module docstring)."""
 
+    #: plug-ins add their level terms in increasing term_order (ties: plug-in order)
+    term_order: ClassVar[int] = 0
+    #: its trainable variables have their own optimizer and objective (not the encoder's)
+    own_objective: ClassVar[bool] = False
 
-def fail(owner: str, field: str, message: str) -> None:
-    raise ValueError(f"{owner}.{field}: {message}")
+    def has_level(self, level: int) -> bool:
+        """Whether the plug-in acts at 0-based level ``level``: its config's 1-based ``levels``."""
+        return level + 1 in self.config.levels
 
+    def prepare_batch(self, batch: Mapping[str, Any], level_names: Sequence[str], step: Any) -> Mapping[str, Any]:
+        """The batch the levels see (default: unchanged)."""
+        return batch
 
-def check_int(owner: str, field: str, value: Any, minimum: int = 1) -> None:
-    if not is_int(value) or value < minimum:
-        fail(owner, field, f"must be an int >= {minimum}, got {value!r}")
+    def shared_images(self, batch: Mapping[str, Any], level: int) -> Optional[tf.Tensor]:
+        """Images ``[N, S, S, 3]`` to encode with the level's views in one backbone call, or None."""
+        return None
 
+    def level_term(
+        self, batch: Mapping[str, Any], features: LevelFeatures, training: bool
+    ) -> Optional[Tuple[tf.Tensor, Dict[str, tf.Tensor]]]:
+        """``(weighted float32 term, {metric: value})`` of the level, or None (default)."""
+        return None
 
-def check_real(owner: str, field: str, value: Any, minimum: float = 0.0, strict: bool = False,
-               maximum: Optional[float] = None) -> None:
-    ok = is_real(value) and (value > minimum if strict else value >= minimum)
-    if ok and maximum is not None:
-        ok = value <= maximum
-    if not ok:
-        bound = f"{'>' if strict else '>='} {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        fail(owner, field, f"must be a number {bound}, got {value!r}")
+    @property
+    def learning_rate(self) -> Optional[float]:
+        """Learning rate of the own optimizer (``own_objective`` plug-ins)."""
+        return None
 
+    def objective(self, model: Any, batch: Mapping[str, Any], training: bool = True,
+                  step: Any = None) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """The loss its own optimizer minimises (``own_objective`` plug-ins)."""
+        raise NotImplementedError(f"{type(self).__name__} has no objective of its own")
 
-def as_tuple(value: Any) -> Tuple:
-    if value is None:
-        return ()
-    if isinstance(value, (str, bytes)):
-        return (value,)
-    return tuple(value)
-
-
-def check_levels(owner: str, levels: Sequence[Any]) -> Tuple[int, ...]:
-    levels = as_tuple(levels)
-    bad = [v for v in levels if not is_int(v) or v < 1]
-    if bad:
-        fail(owner, "levels", f"must be 1-based level numbers (level_k), got {list(levels)}")
-    if len(set(levels)) != len(levels):
-        fail(owner, "levels", f"lists a level twice: {list(levels)}")
-    return tuple(int(v) for v in levels)
-
-
-def resolve_levels(owner: str, levels: Tuple[int, ...], num_levels: int, default: str) -> Tuple[int, ...]:
-    """1-based levels checked against ``num_levels``; ``()`` -> ``default`` ("last" | "all")."""
-    if not levels:
-        return (num_levels,) if default == "last" else tuple(range(1, num_levels + 1))
-    bad = [v for v in levels if v > num_levels]
-    if bad:
-        fail(owner, "levels", f"{list(levels)} names level(s) {bad} but the model has {num_levels} "
-             f"view level(s)")
-    return tuple(sorted(levels))
-
-
-def config_from_value(cls: Type[T], value: Any) -> Optional[T]:
-    """``cls`` instance from an instance, a dict of its fields (lists become tuples) or None."""
-    if value is None or isinstance(value, cls):
-        return value
-    if isinstance(value, dict):
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(value) - names)
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; allowed: {sorted(names)}")
-        kwargs: Dict[str, Any] = {}
-        for k, v in value.items():
-            if isinstance(v, list):
-                v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
-            kwargs[k] = v
-        return cls(**kwargs)
-    raise ValueError(f"expected a {cls.__name__}, a dict or None, got {type(value).__name__}")
+    def call(self, *args, **kwargs):  # pragma: no cover - plug-ins are driven through their hooks
+        raise NotImplementedError("plug-in layers are driven through their hooks")

@@ -39,22 +39,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from hac_tf import schema
 from hac_tf.losses import equimod_nt_xent
 from hac_tf.models import ProjectionMLP
-from hac_tf.plugins.base import (
-    as_tuple,
-    check_int,
-    check_levels,
-    check_real,
-    config_from_value,
-    fail,
-    is_real,
-    resolve_levels,
-)
+from hac_tf.plugins.base import LevelFeatures, PluginLayer
+from hac_tf.plugins.settings import as_tuple, check_levels, config_from_value, fail, is_real, resolve_levels
+from hac_tf.schema import CODE_ONLY, free, ranged
 
 #: parameter groups of the EquiMod vector, in order, and their widths
 EQUIMOD_FIELD_WIDTHS: Dict[str, int] = {
@@ -69,6 +62,9 @@ EQUIMOD_FIELD_WIDTHS: Dict[str, int] = {
     "rotation": 1,
 }
 EQUIMOD_FIELDS: Tuple[str, ...] = tuple(EQUIMOD_FIELD_WIDTHS)
+#: keys of the config's plugins.equimod section that are not model settings: inputs of the run
+#: facts worked out once per run (hac_tf/plugins/wiring.py)
+SECTION_FIELDS = {"std_samples": ranged(1024, 16, 1 << 16)}  # policy samples for the standardisation constants
 #: what a base method needs for EquiMod: it is specified for SimCLR and BYOL (docs/METHODS.md#equimod),
 #: whose classes list "equimod" in ``plugins_opt_in`` (hac_tf/methods/base.py)
 APPLIES_TO = "methods that opt in with plugins_opt_in"
@@ -101,23 +97,22 @@ class EquiModConfig:
       shared_bn: encode x_0 in the same backbone call as the views (see the module docstring).
     """
 
-    weight: float = 1.0
-    temperature: float = 0.2
-    hidden_dim: int = 2048
-    out_dim: int = 128
-    num_layers: int = 3
-    param_dim: int = 128
-    levels: Tuple[int, ...] = ()
+    # rules beside the fields (hac_tf/schema.py); the config's plugins.equimod section is generated
+    # from them and SECTION_FIELDS (param_mean / param_std are worked out from the view policy)
+    weight: float = ranged(1.0, 0.0, 1e3)  # lambda
+    temperature: float = ranged(0.2, 0.0, 100.0, lo_inclusive=False)  # tau_y
+    hidden_dim: int = ranged(2048, 1, 1 << 16)
+    out_dim: int = ranged(128, 1, 1 << 16)
+    num_layers: int = ranged(3, 1, 8)
+    param_dim: int = ranged(128, 1, 1 << 16)
+    levels: Tuple[int, ...] = ()  # 1-based view levels; () = the last
     fields: Tuple[str, ...] = EQUIMOD_FIELDS
-    param_mean: Optional[Tuple[Tuple[float, ...], ...]] = None
-    param_std: Optional[Tuple[Tuple[float, ...], ...]] = None
-    shared_bn: bool = False
+    param_mean: Optional[Tuple[Tuple[float, ...], ...]] = free(None, config_default=CODE_ONLY)
+    param_std: Optional[Tuple[Tuple[float, ...], ...]] = free(None, config_default=CODE_ONLY)
+    shared_bn: bool = False  # x_0 in the views' backbone call (EquiMod) instead of its own
 
     def __post_init__(self) -> None:
-        check_real(_OWNER, "weight", self.weight)
-        check_real(_OWNER, "temperature", self.temperature, strict=True)
-        for name in ("hidden_dim", "out_dim", "num_layers", "param_dim"):
-            check_int(_OWNER, name, getattr(self, name))
+        schema.check_fields(_OWNER, self)
         object.__setattr__(self, "levels", check_levels(_OWNER, self.levels))
         fields = as_tuple(self.fields)
         bad = [f for f in fields if f not in EQUIMOD_FIELD_WIDTHS]
@@ -162,6 +157,10 @@ class EquiModConfig:
     @classmethod
     def from_value(cls, value: Any) -> Optional["EquiModConfig"]:
         return config_from_value(cls, value)
+
+
+#: the plug-in's settings (ModelSpec.equimod); the config's plugins.equimod section is generated from it
+CONFIG_CLASS = EquiModConfig
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -234,7 +233,7 @@ def original_view(images: tf.Tensor, size: int) -> tf.Tensor:
 
 
 # ----------------------------------------------------------------------------- module
-class EquiModModule(keras.layers.Layer):
+class EquiModModule(PluginLayer):
     """The equivariant heads of every EquiMod level and the equivariant loss.
 
     Args:
@@ -270,9 +269,36 @@ class EquiModModule(keras.layers.Layer):
             self.predictors.append(pred)
         self.built = True
 
-    def has_level(self, level: int) -> bool:
-        """Whether 0-based level ``level`` has an equivariance module."""
-        return level + 1 in self.config.levels
+    #: its term comes after the other plug-ins' (as in hac_tf 0.2: same float sums)
+    term_order = 1
+
+    def original_images(self, batch: Mapping[str, Any], level: int) -> tf.Tensor:
+        """x_0 of 0-based level ``level``: the batch's source images at the level's view size, float [0, 1]."""
+        if "images" not in batch:
+            raise KeyError("EquiMod needs the original images: the batch has no 'images' key "
+                           f"(got {sorted(batch)}); keep it in the view dataset")
+        size = batch[f"level_{level + 1}"]["view_a"].shape[1]
+        return original_view(batch["images"], int(size))
+
+    def shared_images(self, batch: Mapping[str, Any], level: int) -> Optional[tf.Tensor]:
+        """x_0 with ``shared_bn`` (one backbone call with the views, as EquiMod's forward), else None."""
+        if self.config.shared_bn and self.has_level(level):
+            return self.original_images(batch, level)
+        return None
+
+    def level_term(
+        self, batch: Mapping[str, Any], features: LevelFeatures, training: bool
+    ) -> Optional[Tuple[tf.Tensor, Dict[str, tf.Tensor]]]:
+        """``lambda * L_eq`` of the level; x_0 is encoded in its own backbone call unless shared."""
+        if not self.has_level(features.level):
+            return None
+        h0 = features.shared
+        if h0 is None:  # x_0 in its own backbone call (the base method's BN batches unchanged)
+            h0 = features.encode(self.original_images(batch, features.level))
+        feat_a, feat_b = tf.split(features.features, 2, axis=0)
+        views = batch[features.name]
+        return self.level_loss(features.level, h0, feat_a, feat_b, views["params_a"], views["params_b"],
+                               training=training)
 
     def _slot(self, level: int) -> int:
         return self.config.levels.index(level + 1)
@@ -324,5 +350,8 @@ class EquiModModule(keras.layers.Layer):
         loss = equimod_nt_xent(y_t, y_hat, self.config.temperature)
         return tf.constant(self.config.weight, tf.float32) * loss, {"equimod_loss": loss}
 
-    def call(self, *args, **kwargs):  # pragma: no cover
-        raise NotImplementedError("use level_loss(...)")
+
+
+def build_layer(config: EquiModConfig, feature_dim: int, sync_bn: bool = False) -> EquiModModule:
+    """The plug-in's part of the model (hac_tf/plugins/base.py)."""
+    return EquiModModule(config, feature_dim, sync_bn=sync_bn)

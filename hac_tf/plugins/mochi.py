@@ -18,7 +18,13 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from hac_tf.losses import MochiConfig
+from hac_tf.schema import ranged
 
+#: the plug-in's settings (ModelSpec.mochi); the config's plugins.mochi section is generated from it
+CONFIG_CLASS = MochiConfig
+#: keys of the config's plugins.mochi section that are not fields of MochiConfig: the start in
+#: epochs (-> MochiConfig.start_step with the run's steps per epoch)
+SECTION_FIELDS = {"start_epoch": ranged(10.0, 0.0, 1e6)}  # plain loss before it (docs/METHODS.md#mochi: ~10)
 #: what a base method needs for MoCHi (its ``softmax_temperature`` trait, hac_tf/methods/base.py)
 APPLIES_TO = "methods whose loss is a softmax over negatives with a temperature"
 
@@ -57,3 +63,8 @@ def mochi_from_section(section: Any, steps_per_epoch: int, train_seed: int) -> M
     seed = section.seed if section.seed >= 0 else train_seed
     return mochi_config(section.num_hardest, section.num_mixed, section.num_query_mixed, section.start_epoch,
                         steps_per_epoch, section.detach_synthetic, seed)
+
+
+def build_layer(config: MochiConfig, feature_dim: int, sync_bn: bool = False) -> None:
+    """MoCHi has no part of the model: the losses mix the negatives (ModelSpec.mochi)."""
+    return None

@@ -49,16 +49,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import keras
 import tensorflow as tf
 
-from hac_tf.plugins.base import (
-    check_int,
-    check_levels,
-    check_real,
-    config_from_value,
-    fail,
-    is_int,
-    resolve_levels,
-)
+from hac_tf import schema
+from hac_tf.plugins.base import PluginLayer
+from hac_tf.plugins.settings import check_levels, config_from_value, fail, is_int, resolve_levels
+from hac_tf.schema import CODE_ONLY, free, ranged
 
+#: keys of the config's plugins.viewmaker section that are not model settings (none)
+SECTION_FIELDS: Dict[str, Any] = {}
 #: what a base method needs for the Viewmaker: no queue (MoCo's queue would hold the keys of the
 #: encoder pass as negatives in the adversarial pass)
 APPLIES_TO = "methods without a key queue"
@@ -94,25 +91,22 @@ class ViewmakerConfig:
       seed: base seed of the noise channels (drawn statelessly from (seed, step, pass, level)).
     """
 
-    epsilon: float = 0.05
-    num_res_blocks: int = 3
-    base_channels: int = 32
+    # rules beside the fields (hac_tf/schema.py); the config's plugins.viewmaker section is generated
+    # from them (levels come from the view policy's 'viewmaker' group, seed from train.seed)
+    epsilon: float = ranged(0.05, 0.0, 1.0, lo_inclusive=False)  # mean |delta| per image
+    num_res_blocks: int = ranged(3, 0, 5)
+    base_channels: int = ranged(32, 1, 1024)
     clamp: bool = False
-    norm_epsilon: float = 0.0
-    learning_rate: float = 1e-3
-    adversarial_weight: float = 1.0
-    levels: Tuple[int, ...] = ()
-    seed: int = 0
+    norm_epsilon: float = ranged(0.0, 0.0, 1.0)  # 0: exact L1-sphere projection; 1e-4: the released code
+    learning_rate: float = ranged(1e-3, 0.0, 10.0, lo_inclusive=False)  # Adam, the generator's own optimizer
+    adversarial_weight: float = ranged(1.0, 0.0, 1e3)
+    levels: Tuple[int, ...] = free((), config_default=CODE_ONLY)
+    seed: int = free(0, config_default=CODE_ONLY)
 
     def __post_init__(self) -> None:
-        check_real(_OWNER, "epsilon", self.epsilon, strict=True)
-        check_int(_OWNER, "num_res_blocks", self.num_res_blocks, minimum=0)
-        check_int(_OWNER, "base_channels", self.base_channels)
+        schema.check_fields(_OWNER, self)
         if not isinstance(self.clamp, bool):
             fail(_OWNER, "clamp", f"must be a bool, got {self.clamp!r}")
-        check_real(_OWNER, "norm_epsilon", self.norm_epsilon)
-        check_real(_OWNER, "learning_rate", self.learning_rate, strict=True)
-        check_real(_OWNER, "adversarial_weight", self.adversarial_weight)
         object.__setattr__(self, "levels", check_levels(_OWNER, self.levels))
         if not is_int(self.seed):
             fail(_OWNER, "seed", f"must be an int, got {self.seed!r}")
@@ -126,6 +120,10 @@ class ViewmakerConfig:
     @classmethod
     def from_value(cls, value: Any) -> Optional["ViewmakerConfig"]:
         return config_from_value(cls, value)
+
+
+#: the plug-in's settings (ModelSpec.viewmaker); the config's plugins.viewmaker section is generated from it
+CONFIG_CLASS = ViewmakerConfig
 
 
 # ----------------------------------------------------------------------------- layers
@@ -259,7 +257,7 @@ def project_perturbation(y: tf.Tensor, epsilon: float, norm_epsilon: float = 0.0
 
 
 # ----------------------------------------------------------------------------- module
-class ViewmakerModule(keras.layers.Layer):
+class ViewmakerModule(PluginLayer):
     """The generator plus the view transformation of a batch (see the module docstring).
 
     Args:
@@ -279,8 +277,38 @@ class ViewmakerModule(keras.layers.Layer):
         self.generator.build()
         self.built = True
 
-    def has_level(self, level: int) -> bool:
-        return level + 1 in self.config.levels
+    #: the generator has its own Adam and objective (the adversarial pass)
+    own_objective = True
+
+    @property
+    def learning_rate(self) -> float:
+        """Learning rate of the generator's Adam."""
+        return self.config.learning_rate
+
+    def prepare_batch(self, batch: Mapping[str, Any], level_names: Sequence[str], step: Any) -> Dict[str, Any]:
+        """The encoder pass (pass 0): G's views at its levels, as constants for the encoder."""
+        return self.apply_to_batch(batch, level_names, step, pass_index=0, stop_gradient=True)
+
+    def objective(self, model: Any, batch: Mapping[str, Any], training: bool = True,
+                  step: Any = None) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """The Viewmaker's objective ``-w * sum_k loss_weights[k] L_k`` over its levels (float32).
+
+        A fresh forward of ``model`` with fresh noise (pass 1) whose views carry gradients to the
+        generator; the base method is called with ``training=False`` so that it updates no state
+        (MoCo queues), while BatchNorm runs in ``training`` mode like the encoder's pass. Minimise
+        it w.r.t. this layer's trainable variables.
+        """
+        spec = model.spec
+        batch = self.apply_to_batch(batch, spec.level_names, step, pass_index=1, stop_gradient=False)
+        total = tf.constant(0.0, tf.float32)
+        for i in range(spec.num_levels):
+            if not self.has_level(i):
+                continue
+            online, target = model.level_outputs(batch, i, training=training)
+            loss, _ = model.method.level_loss(i, online, target, training=False, step=step)
+            total = total + tf.constant(spec.loss_weights[i], tf.float32) * tf.cast(loss, tf.float32)
+        adv = -tf.constant(self.config.adversarial_weight, tf.float32) * total
+        return adv, {"viewmaker/adversarial_loss": adv, "viewmaker/contrastive_loss": total}
 
     def perturb(self, images: tf.Tensor, seed: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         """``(views, delta)`` for float images in [0, 1] (``views = x + delta``, clipped if ``clamp``)."""
@@ -330,5 +358,9 @@ class ViewmakerModule(keras.layers.Layer):
             out[name] = views
         return out
 
-    def call(self, *args, **kwargs):  # pragma: no cover
-        raise NotImplementedError("use apply_to_batch(...) or perturb(...)")
+
+
+def build_layer(config: ViewmakerConfig, feature_dim: int, sync_bn: bool = False) -> ViewmakerModule:
+    """The plug-in's part of the model (hac_tf/plugins/base.py); the generator sees images, not features."""
+    del feature_dim, sync_bn
+    return ViewmakerModule(config)

@@ -18,6 +18,7 @@ import dataclasses
 from typing import Any, Callable, Dict
 
 from hac_tf.plugins.augself import AugSelfConfig, colour_scale_from_strength
+from hac_tf.plugins.settings import section_values
 from hac_tf.plugins.equimod import EquiModConfig, sample_param_statistics
 from hac_tf.plugins.mochi import mochi_from_section
 from hac_tf.plugins.viewmaker import ViewmakerConfig
@@ -62,24 +63,15 @@ def plugin_spec_kwargs(
         spe = steps_per_epoch() if p.mochi.start_epoch > 0 else 1
         kw["mochi"] = mochi_from_section(p.mochi, spe, config.train.seed)
     if p.equimod.enabled:
-        e = p.equimod
-        eq = EquiModConfig(weight=e.weight, temperature=e.temperature, hidden_dim=e.hidden_dim, out_dim=e.out_dim,
-                           num_layers=e.num_layers, param_dim=e.param_dim, levels=tuple(e.levels),
-                           fields=tuple(e.fields), shared_bn=e.shared_bn).resolved(num_levels)
-        means, stds = equimod_constants(e, eq.levels, settings, make_policy, config.data.image_size)
+        eq = EquiModConfig(**section_values(p.equimod, EquiModConfig)).resolved(num_levels)
+        means, stds = equimod_constants(p.equimod, eq.levels, settings, make_policy, config.data.image_size)
         kw["equimod"] = dataclasses.replace(eq, param_mean=means, param_std=stds)
     if p.augself.enabled:
-        a = p.augself
-        kw["augself"] = AugSelfConfig(targets=tuple(a.targets), weights=tuple(float(w) for w in a.weights),
-                                      hidden_dim=a.hidden_dim, levels=tuple(a.levels), flip_rule=a.flip_rule,
+        kw["augself"] = AugSelfConfig(**section_values(p.augself, AugSelfConfig),
                                       colour_scale=colour_scale_from_strength(config.augment.jitter_strength),
                                       blur_scale=float(settings.blur_sigma[1]))
     if p.viewmaker.enabled:
-        v = p.viewmaker
-        policy = make_policy(settings)
-        levels = tuple(k + 1 for k in policy.levels_with_group("viewmaker"))
-        kw["viewmaker"] = ViewmakerConfig(epsilon=v.epsilon, num_res_blocks=v.num_res_blocks,
-                                          base_channels=v.base_channels, clamp=v.clamp, norm_epsilon=v.norm_epsilon,
-                                          learning_rate=v.learning_rate, adversarial_weight=v.adversarial_weight,
-                                          levels=levels, seed=config.train.seed)
+        levels = tuple(k + 1 for k in make_policy(settings).levels_with_group("viewmaker"))
+        kw["viewmaker"] = ViewmakerConfig(**section_values(p.viewmaker, ViewmakerConfig), levels=levels,
+                                          seed=config.train.seed)
     return kw

@@ -29,11 +29,8 @@ from official.modeling import hyperparams
 from hac_tf import schema
 from hac_tf.methods import ModelSpec, method_class, method_names
 from hac_tf.methods.registry import all_setting_names, setting_owners
-from hac_tf.methods.spec import EMBED_FIELD_NAMES
-from hac_tf.plugins import augself as augself_plugin
-from hac_tf.plugins import equimod as equimod_plugin
-from hac_tf.plugins import mochi as mochi_plugin
-from hac_tf.plugins import viewmaker as viewmaker_plugin
+from hac_tf.methods.spec import EMBED_FIELD_NAMES, PLUGIN_MODULES
+from hac_tf.plugins.settings import section_values
 from hac_tf.schema import one_of, ranged
 
 
@@ -155,62 +152,43 @@ class ExportConfig(hyperparams.Config):
     serving_root: str = "/models"
 
 
-# --- plug-ins (hac_tf.plugins, docs/PLUGINS.md) -------------------------------------------------
-@dataclasses.dataclass
-class MochiPluginConfig(hyperparams.Config):
-    """MoCHi (N, s, s') hard-negative mixing in the InfoNCE / NT-Xent loss (SimCLR, MoCo)."""
-
-    enabled: bool = False
-    num_hardest: int = ranged(1024, 1, 1 << 22)  # N
-    num_mixed: int = ranged(1024, 0, 1 << 22)  # s
-    num_query_mixed: int = ranged(128, 0, 1 << 22)  # s' (query mixed with a hard negative, beta < 0.5)
-    start_epoch: float = ranged(10.0, 0.0, 1e6)  # plain loss before this epoch (docs/METHODS.md#mochi: ~10)
-    detach_synthetic: bool = True  # stop-gradient through the synthetic negatives
-    seed: int = ranged(-1, -1, (1 << 31) - 1)  # < 0: train.seed
+# --- generated sections: model (hac_tf.methods) and plugins (hac_tf.plugins, docs/PLUGINS.md) -------
+def _plain_type(hint: Any) -> Any:
+    """``Optional[X]`` -> ``X`` (a config key always holds a value)."""
+    if typing.get_origin(hint) is Union:
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
 
 
-@dataclasses.dataclass
-class EquiModPluginConfig(hyperparams.Config):
-    """EquiMod equivariance module (SimCLR, BYOL); needs the original images in the batch."""
-
-    enabled: bool = False
-    weight: float = ranged(1.0, 0.0, 1e3)  # lambda
-    temperature: float = ranged(0.2, 0.0, 100.0, lo_inclusive=False)  # tau_y
-    hidden_dim: int = ranged(2048, 1, 1 << 16)
-    out_dim: int = ranged(128, 1, 1 << 16)
-    num_layers: int = ranged(3, 1, 8)
-    param_dim: int = ranged(128, 1, 1 << 16)
-    levels: Tuple[int, ...] = ()  # 1-based view levels; () = the last
-    fields: Tuple[str, ...] = ("crop", "flip", "jitter_applied", "jitter_order", "jitter", "grayscale", "blur",
-                               "solarize", "rotation")
-    shared_bn: bool = False  # x_0 in the views' backbone call (EquiMod) instead of its own
-    std_samples: int = ranged(1024, 16, 1 << 16)  # policy samples for the standardisation constants
+def _config_field(name: str, hint: Any, default: Any, rule: Optional[schema.Rule]) -> tuple:
+    """A generated section's field: starting from ``default``; a 0 that means "the default of the
+    component" widens the range to admit it."""
+    if isinstance(rule, schema.Range) and default == 0 and not rule.contains(0):
+        rule = dataclasses.replace(rule, lo=0, lo_inclusive=True)
+    return name, _plain_type(hint), dataclasses.field(default=default, metadata=_rule_metadata(rule))
 
 
-@dataclasses.dataclass
-class AugSelfPluginConfig(hyperparams.Config):
-    """AugSelf: heads predicting parameter differences between the two views (any method)."""
-
-    enabled: bool = False
-    targets: Tuple[str, ...] = ("crop", "colour")  # crop | colour | flip | blur | rotation
-    weights: Tuple[float, ...] = (1.0, 1.0)  # lambda per target (0 = monitor only)
-    hidden_dim: int = ranged(512, 1, 1 << 16)
-    levels: Tuple[int, ...] = ()  # 1-based view levels; () = the last
-    flip_rule: str = one_of("per_view", ("code", "per_view"))  # per_view | code (the released code's mirroring quirk)
+def _rule_metadata(rule: Optional[schema.Rule]) -> dict:
+    return {} if rule is None else {schema.RULE_KEY: rule}
 
 
-@dataclasses.dataclass
-class ViewmakerPluginConfig(hyperparams.Config):
-    """Viewmaker learned views; the levels are those whose augment groups include 'viewmaker'."""
+def _fields_of(owner: type) -> List[tuple]:
+    """The config fields of a component dataclass: every field that is not CODE_ONLY, starting
+    from its config default, with its rule."""
+    hints = typing.get_type_hints(owner)
+    out = []
+    for f in dataclasses.fields(owner):
+        default = schema.config_default_of(f)
+        if default is not schema.CODE_ONLY:
+            out.append(_config_field(f.name, hints[f.name], default, schema.rule_of(f)))
+    return out
 
-    enabled: bool = False
-    epsilon: float = ranged(0.05, 0.0, 1.0, lo_inclusive=False)  # mean |delta| per image
-    num_res_blocks: int = ranged(3, 0, 5)
-    base_channels: int = ranged(32, 1, 1024)
-    clamp: bool = False
-    norm_epsilon: float = ranged(0.0, 0.0, 1.0)  # 0: exact L1-sphere projection; 1e-4: the released code
-    learning_rate: float = ranged(1e-3, 0.0, 10.0, lo_inclusive=False)  # Adam, the generator's own optimizer
-    adversarial_weight: float = ranged(1.0, 0.0, 1e3)
+
+def _section(name: str, fields: List[tuple], doc: str) -> type:
+    cls = dataclasses.make_dataclass(name, fields, bases=(hyperparams.Config,))
+    cls.__module__ = __name__
+    cls.__doc__ = doc
+    return cls
 
 
 def _model_config_class() -> type:
@@ -221,53 +199,36 @@ def _model_config_class() -> type:
     setting of every registered method (``temperature``, ``moco_queue_size``, ...), starting from
     the default of the method(s) that own it, or 0 = "the method's default" when owners differ.
     """
-    fields = []
-    for f in dataclasses.fields(ModelSpec):
-        default = schema.config_default_of(f)
-        if default is schema.CODE_ONLY:
-            continue
-        rule = schema.rule_of(f)
-        if f.name == "method":
-            rule = schema.Choices(method_names())
-        if isinstance(rule, schema.Range) and default == 0 and not rule.contains(0):
-            rule = dataclasses.replace(rule, lo=0, lo_inclusive=True)
-        kind = type(default) if not isinstance(default, tuple) else Tuple[_ELEMENT_TYPES[f.name], ...]
-        fields.append((f.name, kind, dataclasses.field(default=default, metadata=_rule_metadata(rule))))
+    fields = [(n, t, dataclasses.field(default=f.default, metadata=_rule_metadata(schema.Choices(method_names()))))
+              if n == "method" else (n, t, f) for n, t, f in _fields_of(ModelSpec)]
     for name in all_setting_names():
         owned = [method_class(m).settings_class.field(name) for m in setting_owners(name)]
         rules = {schema.rule_of(f) for f in owned}
         if len(rules) != 1:
             raise TypeError(f"method setting {name!r} has different ranges in {list(setting_owners(name))}")
-        rule = rules.pop()
         defaults = {f.default for f in owned}
         default = defaults.pop() if len(defaults) == 1 else type(owned[0].default)(0)
-        if default == 0 and isinstance(rule, schema.Range) and not rule.contains(0):
-            rule = dataclasses.replace(rule, lo=0, lo_inclusive=True)
-        fields.append((name, type(default), dataclasses.field(default=default, metadata=_rule_metadata(rule))))
-    cls = dataclasses.make_dataclass("ModelConfig", fields, bases=(hyperparams.Config,))
-    cls.__module__ = __name__
-    cls.__doc__ = ("Backbone, hierarchy, base method and its settings (generated from hac_tf.methods.ModelSpec "
-                   "and the registered methods; see each for the meaning of a key).")
-    return cls
+        fields.append(_config_field(name, type(default), default, rules.pop()))
+    return _section("ModelConfig", fields, "Backbone, hierarchy, base method and its settings (generated from "
+                    "hac_tf.methods.ModelSpec and the registered methods; see each for the meaning of a key).")
 
 
-#: element types of the ModelSpec tuple fields that are config keys
-_ELEMENT_TYPES = {"level_depths": int, "loss_weights": float, "embed_fields": str}
-
-
-def _rule_metadata(rule: Optional[schema.Rule]) -> dict:
-    return {} if rule is None else {schema.RULE_KEY: rule}
+def _plugin_config_class(module: Any) -> type:
+    """``<Name>PluginConfig``: ``enabled``, the plug-in config's fields (its CONFIG_CLASS, not
+    CODE_ONLY: those are worked out per run), then its SECTION_FIELDS (inputs of those run facts)."""
+    config_cls = module.CONFIG_CLASS
+    extras = [_config_field(n, type(f.default), f.default, schema.rule_of(f)) for n, f in module.SECTION_FIELDS.items()]
+    fields = [("enabled", bool, dataclasses.field(default=False))] + _fields_of(config_cls) + extras
+    doc = (config_cls.__doc__ or "").strip().splitlines()[0]
+    return _section(config_cls.__name__.replace("Config", "PluginConfig"), fields,
+                    f"{doc} (generated from {config_cls.__module__}.{config_cls.__name__}).")
 
 
 ModelConfig = _model_config_class()
-
-
-@dataclasses.dataclass
-class PluginsConfig(hyperparams.Config):
-    mochi: MochiPluginConfig = dataclasses.field(default_factory=MochiPluginConfig)
-    equimod: EquiModPluginConfig = dataclasses.field(default_factory=EquiModPluginConfig)
-    augself: AugSelfPluginConfig = dataclasses.field(default_factory=AugSelfPluginConfig)
-    viewmaker: ViewmakerPluginConfig = dataclasses.field(default_factory=ViewmakerPluginConfig)
+PLUGIN_SECTIONS: Dict[str, type] = {name: _plugin_config_class(m) for name, m in PLUGIN_MODULES.items()}
+PluginsConfig = _section(
+    "PluginsConfig", [(name, cls, dataclasses.field(default_factory=cls)) for name, cls in PLUGIN_SECTIONS.items()],
+    "The plug-ins (hac_tf.plugins), each off unless ``enabled``.")
 
 
 @dataclasses.dataclass
@@ -321,9 +282,6 @@ FREE_FIELDS = (
 )
 #: (brightness, contrast, saturation) factors are in [0, 10], hue in [0, 0.5] (as torchvision)
 JITTER_LIMITS = (10.0, 10.0, 10.0, 0.5)
-#: parameter groups of the EquiMod vector / AugSelf targets (hac_tf.plugins)
-EQUIMOD_FIELDS = equimod_plugin.EQUIMOD_FIELDS
-AUGSELF_TARGETS = tuple(augself_plugin.AUGSELF_TARGETS)
 
 
 def _check_type(path: str, value: Any, annotation: Any) -> None:
@@ -454,40 +412,34 @@ def _level_groups(c: ExperimentConfig) -> List[Tuple[str, ...]]:
     return [tuple(a.groups)] * num_view_levels(c)
 
 
-def _check_plugin_levels(name: str, levels: Sequence[int], n_levels: int) -> None:
-    bad = [v for v in levels if not 1 <= v <= n_levels]
-    if bad or len(set(levels)) != len(levels):
-        raise ConfigError(f"plugins.{name}.levels={list(levels)} must list distinct view levels in 1..{n_levels}")
+def _plugin_config(name: str, section: Any, num_levels: int) -> Any:
+    """The plug-in's config object built from its section (its own validation: the list fields,
+    its levels against ``num_levels``), a ValueError turned into a ConfigError naming the key."""
+    module = PLUGIN_MODULES[name]
+    values = section_values(section, module.CONFIG_CLASS)
+    if "seed" in values and values["seed"] is not None and values["seed"] < 0:  # MoCHi: -1 = train.seed
+        values["seed"] = None
+    try:
+        return module.resolve(module.CONFIG_CLASS(**values), num_levels)
+    except (TypeError, ValueError) as e:
+        match = re.match(r"\w+\.(\w+):? (.*)", str(e), re.S)
+        key, message = match.groups() if match else ("", str(e))
+        raise ConfigError(f"plugins.{name}{'.' + key if key else ''}: {message}") from None
 
 
 def _plugin_checks(c: ExperimentConfig) -> None:
-    """Cross-field rules of the plug-ins (hac_tf.plugins)."""
+    """Cross-field rules of the plug-ins (hac_tf.plugins): each enabled plug-in applies to the method
+    and its section makes a valid plug-in config."""
     p, method = c.plugins, c.model.method
     n_levels = num_view_levels(c)
-    takes = {name: method_names(module.applies_to) for name, module in (
-        ("mochi", mochi_plugin), ("equimod", equimod_plugin), ("viewmaker", viewmaker_plugin))}
+    takes = {name: method_names(module.applies_to) for name, module in PLUGIN_MODULES.items()}
     if p.mochi.enabled and method not in takes["mochi"]:
         raise ConfigError(f"plugins.mochi needs a method with negatives ({list(takes['mochi'])}), not {method!r}")
-    if p.equimod.enabled:
-        if method not in takes["equimod"]:
-            raise ConfigError(f"plugins.equimod applies to {list(takes['equimod'])}, not model.method={method!r}")
-        _check_plugin_levels("equimod", p.equimod.levels, n_levels)
-        bad = [f for f in p.equimod.fields if f not in EQUIMOD_FIELDS]
-        if bad or not p.equimod.fields or len(set(p.equimod.fields)) != len(p.equimod.fields):
-            raise ConfigError(f"plugins.equimod.fields={list(p.equimod.fields)} must be distinct fields of "
-                              f"{list(EQUIMOD_FIELDS)}")
-    if p.augself.enabled:
-        a = p.augself
-        _check_plugin_levels("augself", a.levels, n_levels)
-        bad = [t for t in a.targets if t not in AUGSELF_TARGETS]
-        if bad or not a.targets or len(set(a.targets)) != len(a.targets):
-            raise ConfigError(f"plugins.augself.targets={list(a.targets)} must be distinct targets of "
-                              f"{list(AUGSELF_TARGETS)}")
-        if len(a.weights) != len(a.targets):
-            raise ConfigError(f"plugins.augself.weights has {len(a.weights)} entries, plugins.augself.targets "
-                              f"has {len(a.targets)}")
-        if not all(0.0 <= w <= 1e3 for w in a.weights):
-            raise ConfigError(f"plugins.augself.weights={list(a.weights)} must be in [0, 1000]")
+    if p.equimod.enabled and method not in takes["equimod"]:
+        raise ConfigError(f"plugins.equimod applies to {list(takes['equimod'])}, not model.method={method!r}")
+    for name in ("mochi", "equimod", "augself"):
+        if getattr(p, name).enabled:
+            _plugin_config(name, getattr(p, name), n_levels)
     groups = _level_groups(c)
     vm_levels = [k + 1 for k, g in enumerate(groups) if "viewmaker" in g]
     if c.augment.policy == "add_one" and "viewmaker" in c.augment.order and c.augment.order[-1] != "viewmaker":
@@ -561,13 +513,11 @@ def _override(config: ExperimentConfig, params: Union[str, Dict[str, Any]], orig
 _SECTION_OF_CLASS = {"DataConfig": "data", "AugmentConfig": "augment", "ModelConfig": "model",
                      "OptimizerConfig": "optimizer", "TrainConfig": "train", "EvalConfig": "eval",
                      "ExportConfig": "export", "ExperimentConfig": "", "PluginsConfig": "plugins",
-                     "MochiPluginConfig": "plugins.mochi", "EquiModPluginConfig": "plugins.equimod",
-                     "AugSelfPluginConfig": "plugins.augself", "ViewmakerPluginConfig": "plugins.viewmaker"}
+                     **{cls.__name__: f"plugins.{name}" for name, cls in PLUGIN_SECTIONS.items()}}
 _CLASS_BY_NAME = {"DataConfig": DataConfig, "AugmentConfig": AugmentConfig, "ModelConfig": ModelConfig,
                   "OptimizerConfig": OptimizerConfig, "TrainConfig": TrainConfig, "EvalConfig": EvalConfig,
                   "ExportConfig": ExportConfig, "ExperimentConfig": ExperimentConfig, "PluginsConfig": PluginsConfig,
-                  "MochiPluginConfig": MochiPluginConfig, "EquiModPluginConfig": EquiModPluginConfig,
-                  "AugSelfPluginConfig": AugSelfPluginConfig, "ViewmakerPluginConfig": ViewmakerPluginConfig}
+                  **{cls.__name__: cls for cls in PLUGIN_SECTIONS.values()}}
 
 
 def load_config(config_file: Optional[str] = None, params_override: Sequence[str] | str = ()) -> ExperimentConfig:
