@@ -2,7 +2,8 @@
 
 For view level i (batch key ``level_{i+1}``) contrasted at backbone depth d = ``spec.level_depths[i]``::
 
-    x  = concat[view_a, view_b]                          [2B, S, S, 3]  (one batch: BN sees both views)
+    x  = concat[view_a, view_b]                          [2B, S, S, 3]  (one batch: BN sees both views;
+                                                         spec.per_view_bn: each view its own statistics)
     f  = branch_d(backbone(x, max_stage=d)["stage{d}"])  [2B, feature_dim]  (stages > d never run)
     f  = concat[f, EmbeddingMLP_i(params)]               if d > 1 and spec.embed_fields
                                                          (spec.embed_shuffle: params of the next row)
@@ -49,7 +50,7 @@ import tensorflow as tf
 from hac_tf.losses import similarity_stats
 from hac_tf.methods.base import Method, PairOutputs
 from hac_tf.methods.ema import copy_variables, ema_update
-from hac_tf.methods.spec import PLUGIN_MODULES, ModelSpec
+from hac_tf.methods.spec import ModelSpec
 from hac_tf.models import (
     EmbeddingMLP,
     PredictionMLP,
@@ -57,7 +58,9 @@ from hac_tf.models import (
     ResNetBackbone,
     build_resnet,
     build_stage_branches,
+    per_view_batch_norm,
 )
+from hac_tf.plugins import PLUGIN_MODULES
 from hac_tf.plugins.base import LevelFeatures, PluginLayer
 
 
@@ -315,25 +318,29 @@ class HierarchicalContrastiveModel(keras.Model):
         (before the embedding) and those of each of ``shared_images`` ([N_k, ...]) from the SAME
         backbone call."""
         images, params = self._level_inputs(batch, level)
+        per_view = self.spec.per_view_bn
         if not shared_images:
-            feat, shared = self.online.branch_features(level, images, training), []
+            with per_view_batch_norm(2 if per_view else 1):
+                feat, shared = self.online.branch_features(level, images, training), []
         else:
             sizes = [tf.shape(images)[0]] + [tf.shape(x)[0] for x in shared_images]
-            both = self.online.branch_features(
-                level, tf.concat([images] + [tf.cast(x, images.dtype) for x in shared_images], axis=0), training)
+            with per_view_batch_norm(2 + len(shared_images) if per_view else 1):  # x_0 chunks are views too
+                both = self.online.branch_features(
+                    level, tf.concat([images] + [tf.cast(x, images.dtype) for x in shared_images], axis=0), training)
             feat, *shared = tf.split(both, sizes, axis=0)
-        z = self.online.projectors[level](self.online.embed(level, feat, params, training), training=training)
-        z_a, z_b = tf.split(z, 2, axis=0)
-        p_a = p_b = None
-        if self.predictors:
-            p = self.predictors[level](z, training=training)
-            p_a, p_b = tf.split(p, 2, axis=0)
-        online = PairOutputs(z_a, z_b, p_a, p_b)
-        target = None
-        if self.target is not None:
-            tz = tf.stop_gradient(self.target.project(level, images, params, training))
-            tz_a, tz_b = tf.split(tz, 2, axis=0)
-            target = PairOutputs(tz_a, tz_b)
+        with per_view_batch_norm(2 if per_view else 1):
+            z = self.online.projectors[level](self.online.embed(level, feat, params, training), training=training)
+            z_a, z_b = tf.split(z, 2, axis=0)
+            p_a = p_b = None
+            if self.predictors:
+                p = self.predictors[level](z, training=training)
+                p_a, p_b = tf.split(p, 2, axis=0)
+            online = PairOutputs(z_a, z_b, p_a, p_b)
+            target = None
+            if self.target is not None:
+                tz = tf.stop_gradient(self.target.project(level, images, params, training))
+                tz_a, tz_b = tf.split(tz, 2, axis=0)
+                target = PairOutputs(tz_a, tz_b)
         return _LevelForward(online, target, feat, tuple(shared))
 
     def compute_loss(

@@ -30,18 +30,15 @@ from hac_tf.augment.params import PARAM_WIDTHS
 from hac_tf.losses import MochiConfig
 from hac_tf.methods.base import Method, MethodSettings
 from hac_tf.methods.registry import method_class, method_names, setting_owners
+from hac_tf.plugins import PLUGIN_MODULES
 from hac_tf.plugins import augself as augself_plugin
 from hac_tf.plugins import equimod as equimod_plugin
-from hac_tf.plugins import mochi as mochi_plugin
 from hac_tf.plugins import viewmaker as viewmaker_plugin
 from hac_tf.schema import CODE_ONLY, free, one_of, ranged
 
 EMBED_FIELD_NAMES: Tuple[str, ...] = ("colour", "color") + tuple(PARAM_WIDTHS)
 #: file of a run directory holding the resolved spec the run trained with (``ModelSpec.save``)
 MODEL_SPEC_FILE = "model_spec.json"
-#: plug-in field -> its module (config class, ``applies_to(method class)``, level default)
-PLUGIN_MODULES = {"mochi": mochi_plugin, "equimod": equimod_plugin, "augself": augself_plugin,
-                  "viewmaker": viewmaker_plugin}
 _HEAD_DIM = (1, 1 << 16)
 
 
@@ -60,6 +57,10 @@ class ModelSpec:
       method: base method, a registered name (``hac_tf.methods.METHOD_NAMES``).
       depth, stem, width_multiplier, sync_bn, zero_init_residual: the ResNet backbone
         (see :func:`hac_tf.models.build_resnet`).
+      per_view_bn: every BatchNorm of the encoder, heads and target normalises each view of a pair
+        over its own batch (as the paper's code, which encodes the two views in two calls)
+        instead of one set of statistics for the concatenated pair
+        (:func:`hac_tf.models.per_view_batch_norm`). Default False: shared statistics.
       level_depths: backbone depth (1..4) at which view level i (batch key ``level_{i+1}``) is
         contrasted. Paper: ``(1, 2, 3, 4)``; classical single-level baseline: ``(4,)``.
       loss_weights: weight of each level's loss (default all 1.0); same length as level_depths.
@@ -94,6 +95,7 @@ class ModelSpec:
     stem: str = one_of("cifar", ("cifar", "imagenet"))
     width_multiplier: float = ranged(1.0, 0.0, 8.0, lo_inclusive=False)
     sync_bn: bool = False
+    per_view_bn: bool = False  # each view of a pair normalised over its own batch (hac_tf/models/layers.py)
     zero_init_residual: bool = free(True, config_default=CODE_ONLY)
     level_depths: Tuple[int, ...] = (1, 2, 3, 4)  # backbone depth contrasted for each view level
     loss_weights: Optional[Tuple[float, ...]] = free(None, config_default=())  # () = all 1.0
@@ -142,7 +144,7 @@ class ModelSpec:
             if rule is not None and value is not None:
                 kind = int if field.type in ("int", "Optional[int]") else float
                 schema.check("ModelSpec", field.name, value, rule, str if isinstance(rule, schema.Choices) else kind)
-        for name in ("sync_bn", "zero_init_residual", "embed_shuffle"):
+        for name in ("sync_bn", "per_view_bn", "zero_init_residual", "embed_shuffle"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, f"must be a bool, got {getattr(self, name)!r}")
         self._validate_hierarchy()

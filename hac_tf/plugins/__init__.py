@@ -44,6 +44,12 @@ from hac_tf.plugins.viewmaker import (
     project_perturbation,
 )
 
+from hac_tf.plugins import augself, equimod, mochi, viewmaker  # the plug-in modules themselves
+
+#: the plug-ins (hac_tf/plugins/base.py): ModelSpec field / config section -> module, in the order
+#: the model builds their layers and runs their hooks
+PLUGIN_MODULES = {"mochi": mochi, "equimod": equimod, "augself": augself, "viewmaker": viewmaker}
+
 __all__ = [
     "AUGSELF_TARGETS",
     "AugSelfConfig",
@@ -52,6 +58,7 @@ __all__ = [
     "EquiModConfig",
     "EquiModModule",
     "LevelFeatures",
+    "PLUGIN_MODULES",
     "PluginLayer",
     "ViewmakerConfig",
     "ViewmakerGenerator",

@@ -33,7 +33,16 @@ import tensorflow as tf
 from hac_tf import schema
 from hac_tf.models import ProjectionMLP
 from hac_tf.plugins.base import LevelFeatures, PluginLayer
-from hac_tf.plugins.settings import as_tuple, check_levels, check_real, config_from_value, fail, is_real, resolve_levels
+from hac_tf.plugins.settings import (
+    as_tuple,
+    check_levels,
+    check_real,
+    config_from_value,
+    fail,
+    is_real,
+    resolve_levels,
+    section_values,
+)
 from hac_tf.schema import CODE_ONLY, free, one_of, ranged
 
 #: target -> output width of its head
@@ -262,6 +271,14 @@ class AugSelfModule(PluginLayer):
             total = total + tf.constant(w, tf.float32) * loss
         return total, metrics
 
+
+
+def from_section(section: Any, facts: Any) -> AugSelfConfig:
+    """``plugins.augself`` -> AugSelfConfig with the run's divisors: 2 x the colour-jitter strengths
+    and the largest blur sigma."""
+    return AugSelfConfig(**section_values(section, AugSelfConfig),
+                         colour_scale=colour_scale_from_strength(facts.jitter_strength),
+                         blur_scale=float(facts.settings.blur_sigma[1]))
 
 
 def build_layer(config: AugSelfConfig, feature_dim: int, sync_bn: bool = False) -> AugSelfModule:

@@ -2,13 +2,15 @@
 loop over the enabled plug-ins without naming any.
 
 A plug-in is a module ``hac_tf/plugins/<name>.py`` (listed in ``PLUGIN_MODULES``,
-hac_tf/methods/spec.py) that provides
+hac_tf/plugins/__init__.py, and a field of ``ModelSpec``) that provides
 
   CONFIG_CLASS                 its settings: ``ModelSpec.<name>`` and the config's ``plugins.<name>``
                                section (generated from it, hac_tf/training/config.py)
   SECTION_FIELDS               config keys that are inputs of its run facts, not model settings
   APPLIES_TO, applies_to(cls)  the base methods it composes with, a rule over their traits
   resolve(value, num_levels)   ``ModelSpec.<name>`` checked, its levels resolved
+  from_section(section, facts) its resolved config from the config section and the run facts it
+                               works out once per run (:class:`RunFacts`; saved with the run's spec)
   build_layer(config, feature_dim, sync_bn) -> PluginLayer or None
                                its part of the model (None: MoCHi, which lives in the losses)
 
@@ -32,6 +34,25 @@ from typing import Any, Callable, ClassVar, Dict, Mapping, NamedTuple, Optional,
 
 import keras
 import tensorflow as tf
+
+
+class RunFacts(NamedTuple):
+    """What a plug-in may need from the experiment to work out its run facts, once per run
+    (``from_section``; hac_tf/plugins/wiring.py builds it).
+
+    num_levels: view levels of the model; image_size: side of the views; train_seed: train.seed;
+    jitter_strength: the colour-jitter strengths (b, c, s, h); settings: the AugmentationSettings;
+    make_policy: settings -> the experiment's view policy built with them; steps_per_epoch: () ->
+    optimizer steps per epoch (may read the data: call it only when needed).
+    """
+
+    num_levels: int
+    image_size: int
+    train_seed: int
+    jitter_strength: Tuple[float, ...]
+    settings: Any
+    make_policy: Callable[[Any], Any]
+    steps_per_epoch: Callable[[], int]
 
 
 class LevelFeatures(NamedTuple):

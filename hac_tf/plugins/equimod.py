@@ -46,7 +46,15 @@ from hac_tf import schema
 from hac_tf.losses import equimod_nt_xent
 from hac_tf.models import ProjectionMLP
 from hac_tf.plugins.base import LevelFeatures, PluginLayer
-from hac_tf.plugins.settings import as_tuple, check_levels, config_from_value, fail, is_real, resolve_levels
+from hac_tf.plugins.settings import (
+    as_tuple,
+    check_levels,
+    config_from_value,
+    fail,
+    is_real,
+    resolve_levels,
+    section_values,
+)
 from hac_tf.schema import CODE_ONLY, free, ranged
 
 #: parameter groups of the EquiMod vector, in order, and their widths
@@ -350,6 +358,23 @@ class EquiModModule(PluginLayer):
         loss = equimod_nt_xent(y_t, y_hat, self.config.temperature)
         return tf.constant(self.config.weight, tf.float32) * loss, {"equimod_loss": loss}
 
+
+
+#: source side used when sampling the policy for the standardisation constants (bounded for memory)
+MAX_SAMPLING_SOURCE_SIDE = 64
+
+
+def from_section(section: Any, facts: Any) -> EquiModConfig:
+    """``plugins.equimod`` -> the resolved EquiModConfig with its standardisation constants, estimated
+    by sampling the experiment's own view policy (same groups and strengths, tiny view size:
+    recorded parameters depend on neither the view size nor the image content)."""
+    config = EquiModConfig(**section_values(section, EquiModConfig)).resolved(facts.num_levels)
+    s = facts.settings
+    cheap = dataclasses.replace(s, image_size=8, blur_probability=s.resolved_blur_probability(), blur_kernel_size=3)
+    side = max(8, min(int(facts.image_size), MAX_SAMPLING_SOURCE_SIDE))
+    means, stds = sample_param_statistics(facts.make_policy(cheap), config.levels, config.fields, source_size=side,
+                                          num_samples=section.std_samples, seed=0)
+    return dataclasses.replace(config, param_mean=means, param_std=stds)
 
 
 def build_layer(config: EquiModConfig, feature_dim: int, sync_bn: bool = False) -> EquiModModule:

@@ -65,6 +65,13 @@ def mochi_from_section(section: Any, steps_per_epoch: int, train_seed: int) -> M
                         steps_per_epoch, section.detach_synthetic, seed)
 
 
+def from_section(section: Any, facts: Any) -> MochiConfig:
+    """``plugins.mochi`` -> MochiConfig: the start step from the run's steps per epoch (read only
+    when ``start_epoch`` > 0), seed -1 -> train.seed."""
+    steps = facts.steps_per_epoch() if section.start_epoch > 0 else 1
+    return mochi_from_section(section, steps, facts.train_seed)
+
+
 def build_layer(config: MochiConfig, feature_dim: int, sync_bn: bool = False) -> None:
     """MoCHi has no part of the model: the losses mix the negatives (ModelSpec.mochi)."""
     return None

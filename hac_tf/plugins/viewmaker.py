@@ -51,7 +51,7 @@ import tensorflow as tf
 
 from hac_tf import schema
 from hac_tf.plugins.base import PluginLayer
-from hac_tf.plugins.settings import check_levels, config_from_value, fail, is_int, resolve_levels
+from hac_tf.plugins.settings import check_levels, config_from_value, fail, is_int, resolve_levels, section_values
 from hac_tf.schema import CODE_ONLY, free, ranged
 
 #: keys of the config's plugins.viewmaker section that are not model settings (none)
@@ -358,6 +358,13 @@ class ViewmakerModule(PluginLayer):
             out[name] = views
         return out
 
+
+
+def from_section(section: Any, facts: Any) -> ViewmakerConfig:
+    """``plugins.viewmaker`` -> ViewmakerConfig: its levels are the view levels whose augmentation
+    groups include ``viewmaker``; its noise seed is train.seed."""
+    levels = tuple(k + 1 for k in facts.make_policy(facts.settings).levels_with_group("viewmaker"))
+    return ViewmakerConfig(**section_values(section, ViewmakerConfig), levels=levels, seed=facts.train_seed)
 
 
 def build_layer(config: ViewmakerConfig, feature_dim: int, sync_bn: bool = False) -> ViewmakerModule:

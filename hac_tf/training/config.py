@@ -29,7 +29,8 @@ from official.modeling import hyperparams
 from hac_tf import schema
 from hac_tf.methods import ModelSpec, method_class, method_names
 from hac_tf.methods.registry import all_setting_names, setting_owners
-from hac_tf.methods.spec import EMBED_FIELD_NAMES, PLUGIN_MODULES
+from hac_tf.methods.spec import EMBED_FIELD_NAMES
+from hac_tf.plugins import PLUGIN_MODULES
 from hac_tf.plugins.settings import section_values
 from hac_tf.schema import one_of, ranged
 
