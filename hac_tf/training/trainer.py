@@ -219,6 +219,19 @@ class Trainer:
                 f"resume from it.") from e
         return path if self.chief else None
 
+    def _check_workers_restored_the_same_step(self, step: int) -> None:
+        """Multi-worker: every worker must have restored the same checkpoint (all read the chief's
+        ``<model_dir>/checkpoints``); a worker that cannot see it would train from another state."""
+        if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return
+        per_replica = self.strategy.run(lambda: tf.constant([step], tf.int64))
+        steps = sorted({int(s) for s in self.strategy.gather(per_replica, axis=0).numpy()})
+        if len(steps) > 1:  # (ValueError: hac-train prints one line, exit 1)
+            raise ValueError(
+                f"the workers restored different checkpoints (steps {steps}): every worker reads the chief's "
+                f"{os.path.join(self.model_dir, 'checkpoints')}, so --model_dir must be on a file system all "
+                f"workers share")
+
     @staticmethod
     def _after_write(prefix: str) -> None:
         """Runs when a checkpoint's data and index are written, before the state file names it:
@@ -363,6 +376,7 @@ class Trainer:
     def train(self, knn_monitor=None) -> Dict[str, float]:
         c = self.config
         start = self.restore()
+        self._check_workers_restored_the_same_step(start)
         if start >= self.total_steps:
             logging.info("already trained to step %d of %d", start, self.total_steps)
             return {"step": start}

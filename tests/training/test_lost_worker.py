@@ -116,3 +116,31 @@ def test_lost_worker_stops_the_other_and_both_resume(tmp_path, reference, how):
     for a, b, ref in zip(finals[0], finals[1], reference):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, ref, rtol=1e-6, atol=1e-8)
+
+
+def test_workers_that_restore_different_checkpoints_are_refused(tmp_path):
+    """A worker that cannot see the chief's checkpoints (model_dir not shared) would train from
+    another state: every worker stops with a one-line error instead."""
+    steps = ["train.max_steps=2" if o.startswith("train.max_steps=") else o for o in OVERRIDES]
+
+    def pair(dirs, overrides):
+        socks = [socket.socket() for _ in range(2)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]}
+        for s in socks:
+            s.close()
+        procs = []
+        for i, out in enumerate(dirs):
+            env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2",
+                       TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+            env.pop("HAC_FAULT_AT", None)
+            procs.append(subprocess.Popen([sys.executable, "-c", RUNNER, str(out), "multi_worker", *overrides],
+                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        return [_finish(p) for p in procs]
+
+    dirs = [tmp_path / "chief", tmp_path / "worker"]  # not shared: the worker does not see ckpt-2
+    assert [code for code, _ in pair(dirs, steps)] == [0, 0]
+    results = pair(dirs, OVERRIDES)
+    for code, err in results:
+        assert code != 0 and "workers restored different checkpoints (steps [0, 2])" in err, err[-2000:]
