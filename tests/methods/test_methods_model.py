@@ -178,3 +178,32 @@ def test_checkpoint_names_are_deterministic_and_complete():
     names = a.checkpoint_variables()
     assert list(names) == list(b.checkpoint_variables())
     assert len(names) == len(a.weights)
+
+
+@pytest.mark.parametrize("method", ["byol", "simclr"])
+def test_per_view_bn_makes_each_view_independent_of_the_other(method):
+    """With ``per_view_bn`` a view's training-mode outputs (online projection, prediction and the
+    target's) do not depend on the other view of the pair; with shared statistics they do."""
+    from hac_tf.methods.model import HierarchicalContrastiveModel as Model
+
+    rng = np.random.default_rng(5)
+    batch = random_batch(rng, 2, batch=4)
+    changed = {k: dict(v) for k, v in batch.items()}
+    for name in ("level_1", "level_2"):
+        changed[name]["view_b"] = tf.constant(rng.uniform(0, 1, batch[name]["view_b"].shape), tf.float32)
+    for per_view in (True, False):
+        keras.utils.set_random_seed(0)
+        model = Model(small_spec(method, level_depths=(1, 2), per_view_bn=per_view))
+        for level in (0, 1):
+            before = model.level_outputs(batch, level, training=True)
+            after = model.level_outputs(changed, level, training=True)
+            pairs = [(before[0].z_a, after[0].z_a)]
+            if before[0].p_a is not None:
+                pairs.append((before[0].p_a, after[0].p_a))
+            if before[1] is not None:
+                pairs.append((before[1].z_a, after[1].z_a))
+            gap = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in pairs)
+            if per_view:
+                assert gap < 1e-5, (method, level, gap)
+            else:
+                assert gap > 1e-3, (method, level, gap)
