@@ -20,6 +20,9 @@ import pytest
 
 from tiny import tiny_overrides
 
+#: two TF processes started twice per case (minutes on 2 cores): run by .ci/run after the suite
+pytestmark = pytest.mark.multiprocess_faults
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOST_WORKER_EXIT = 6
 RUNNER = r"""
@@ -29,6 +32,7 @@ keras.config.set_dtype_policy("float64")
 from hac_tf.training.config import load_config
 from hac_tf.training.strategy import build_strategy
 from hac_tf.training.trainer import LostWorkerError, Trainer
+
 out, kind, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
 strategy = build_strategy(kind)
 trainer = Trainer(load_config(None, overrides), out, strategy)
