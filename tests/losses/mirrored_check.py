@@ -19,6 +19,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from hac_tf.losses import barlow_twins, nt_xent  # noqa: E402
+from hac_tf.losses.vicreg import vicreg_loss  # noqa: E402
 
 REPLICAS = 2
 
@@ -73,6 +74,12 @@ def main() -> None:
         ),
         "barlow_gather": compare(
             lambda x, y: barlow_twins(x, y, gather_across_replicas=True), a, b, strategy
+        ),
+        "vicreg_gather": compare(
+            lambda x, y: vicreg_loss(x, y, gather_across_replicas=True), a, b, strategy
+        ),
+        "vicreg_local": compare(
+            lambda x, y: vicreg_loss(x, y, gather_across_replicas=False), a, b, strategy
         ),
     }
     print(json.dumps(out))

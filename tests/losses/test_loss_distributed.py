@@ -1,4 +1,4 @@
-"""NT-Xent / Barlow Twins under MirroredStrategy (2 logical CPUs) equal the single-device loss.
+"""NT-Xent / Barlow Twins / VICReg under MirroredStrategy (2 logical CPUs) equal the single-device loss.
 
 Logical devices must be configured before TF initialises, so the check runs in a subprocess
 (tests/losses/mirrored_check.py) that prints one JSON line.
@@ -36,3 +36,14 @@ def test_barlow_gathered_equals_single_device(result):
     r = result["barlow_gather"]
     assert abs(r["mirrored"] - r["single"]) < 1e-5
     assert r["grad_err"] < 1e-5
+
+
+def test_vicreg_gathered_equals_single_device(result):
+    r = result["vicreg_gather"]
+    assert abs(r["mirrored"] - r["single"]) < 1e-4 * abs(r["single"])
+    assert r["grad_err"] < 1e-5
+
+
+def test_vicreg_without_gather_uses_local_statistics(result):
+    r = result["vicreg_local"]
+    assert abs(r["mirrored"] - r["single"]) > 1e-3

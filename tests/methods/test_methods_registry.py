@@ -30,13 +30,13 @@ from hac_tf.schema import ranged
 
 
 def test_names_and_traits_come_from_the_classes():
-    assert METHOD_NAMES == ("barlow", "byol", "moco", "simclr", "simsiam") == method_names()
+    assert METHOD_NAMES == ("barlow", "byol", "moco", "simclr", "simsiam", "vicreg") == method_names()
     assert method_names(lambda m: m.has_predictor) == ("byol", "simsiam")
     assert method_names(lambda m: m.target_kind is not None) == ("byol", "moco")
     assert method_names(lambda m: m.has_queue) == ("moco",)
     assert method_names(mochi.applies_to) == ("moco", "simclr")
     assert method_names(equimod.applies_to) == ("byol", "simclr")
-    assert method_names(viewmaker.applies_to) == ("barlow", "byol", "simclr", "simsiam")
+    assert method_names(viewmaker.applies_to) == ("barlow", "byol", "simclr", "simsiam", "vicreg")
     assert registry.setting_owners("temperature") == ("moco", "simclr")
     assert method_class("moco").settings_class().moco_queue_size == 4096
     with pytest.raises(ValueError, match="unknown method 'nope'; allowed: barlow, byol"):
