@@ -7,6 +7,7 @@ import os
 import pytest
 
 from hac_tf.benchmarks.quality import quality_table, run_quality_benchmark, variant_config
+from hac_tf.methods import METHOD_NAMES
 from hac_tf.training.config import ConfigError, load_config
 
 
@@ -25,9 +26,10 @@ def test_quality_table_of_a_known_summary():
     assert random_init[-4] == "10.0" and math.isnan(float(random_init[3]))  # stage4 garment
 
 
-@pytest.mark.parametrize("method", ["simclr", "simsiam"])
+@pytest.mark.parametrize("method", METHOD_NAMES)
 @pytest.mark.parametrize("variant", ["baseline", "hierarchical"])
 def test_cells_are_shipped_configs(method, variant):
+    """Every registered method has its two benchmark cells (hac-bench-quality --methods=<method>)."""
     config = load_config(variant_config(method, variant))
     assert config.model.method == method
 
