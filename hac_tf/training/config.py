@@ -4,7 +4,7 @@ A config is built from defaults, then a YAML file, then ``--params_override`` st
 (``a.b=v,c.d=w`` or YAML), in that order. Unknown keys, wrong types and values outside their
 allowed set or range are rejected *before any data is read*, with one line naming the key:
 
-    ConfigError: model.method='simclrr' is not one of ['barlow', 'byol', 'moco', 'simclr', 'simsiam']
+    ConfigError: optimizer.name='sgdd' is not one of ['adamw', 'lars', 'sgd']
 
 Each field's range or choices are declared beside it (``ranged`` / ``one_of``, hac_tf/schema.py);
 ``RANGES`` and ``CHOICES`` are read back from the fields. The ``model`` section is generated from
