@@ -94,7 +94,6 @@ def export_run(model_dir: str, export_dir: Optional[str] = None, version: Option
     config's ``data.image_size``. Raises RunExportError (missing config/checkpoint, nothing
     restored, version exists) and hac_tf.training.config.ConfigError.
     """
-    import tensorflow as tf
 
     from hac_tf.export import ExportWriteError, VersionExistsError, export_backbone
     from hac_tf.training.config import load_config
@@ -104,7 +103,13 @@ def export_run(model_dir: str, export_dir: Optional[str] = None, version: Option
         raise RunExportError(f"no config at {config_file} (pass --config_file)")
     config = load_config(config_file, list(params_override))
     ckpt_dir = os.path.join(model_dir, "checkpoints")
-    checkpoint = checkpoint or tf.train.latest_checkpoint(ckpt_dir)
+    if not checkpoint:  # the newest one that verifies (a damaged newer one is named and skipped)
+        from hac_tf.training.checkpoint_integrity import DamagedCheckpointError, newest_intact_checkpoint
+
+        try:
+            checkpoint = newest_intact_checkpoint(ckpt_dir)
+        except DamagedCheckpointError as e:
+            raise RunExportError(str(e)) from None
     if not checkpoint:
         raise RunExportError(f"no checkpoint in {ckpt_dir}")
     model, step, changed = restore_model(config, checkpoint, build_fn or (lambda c: run_model(model_dir, c)))

@@ -130,8 +130,8 @@ def verify_checkpoint(prefix: str) -> Optional[str]:
         reader = tf.train.load_checkpoint(prefix)
         for key in reader.get_variable_to_shape_map():
             reader.get_tensor(key)
-    except (tf.errors.OpError, ValueError) as e:
-        return f"unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+    except (tf.errors.OpError, ValueError, IndexError) as e:  # IndexError: a truncated shard
+        return f"unreadable ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})"
     return None
 
 
@@ -261,3 +261,27 @@ def restore_newest_intact(checkpoint: tf.train.Checkpoint, directory: str, repai
             + "; ".join(f"{os.path.basename(d.prefix)}: {d.reason}" for d in damaged)
             + "); nothing was restored. Move the checkpoint directory away to start the run over")
     return restored, damaged
+
+
+def newest_intact_checkpoint(directory: str,
+                             verify: Callable[[str], Optional[str]] = verify_checkpoint) -> Optional[str]:
+    """The newest checkpoint prefix of ``directory`` that verifies, without restoring or moving
+    anything (for readers such as the export of a run); damaged newer ones are reported.
+
+    Returns None when ``directory`` holds no checkpoint at all; raises DamagedCheckpointError
+    when checkpoints exist but none is intact (each one named).
+    """
+    candidates = candidate_prefixes(directory) if tf.io.gfile.isdir(directory) else []
+    damaged: List[DamagedCheckpoint] = []
+    for _, prefix in candidates:
+        reason = verify(prefix)
+        if reason is None:
+            return prefix
+        damaged.append(DamagedCheckpoint(prefix, reason))
+        _report(f"checkpoint {prefix} is damaged: {reason}; trying the next older one")
+    if damaged:
+        raise DamagedCheckpointError(
+            errno.EIO,
+            f"every checkpoint in {directory} is damaged ("
+            + "; ".join(f"{os.path.basename(d.prefix)}: {d.reason}" for d in damaged) + ")")
+    return None

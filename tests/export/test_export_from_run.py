@@ -100,3 +100,29 @@ def test_export_tool_reports_a_run_without_config(tmp_path):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "error: no config at" in proc.stderr and str(tmp_path) in proc.stderr
     assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "out")
+
+
+def test_export_run_skips_a_damaged_newer_checkpoint(run_dir, tmp_path):
+    """The newest checkpoint truncated on disk: the export names it and uses the newest intact one;
+    every checkpoint damaged: a clear error, nothing exported."""
+    import glob
+    import shutil
+
+    model_dir = tmp_path / "hier"
+    shutil.copytree(run_dir["model_dir"], model_dir)
+    trained = StandInModel(load_config(str(model_dir / "config.yaml")))
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=trained, step=tf.Variable(50, dtype=tf.int64), optimizer=tf.Module()),
+        str(model_dir / "checkpoints"), max_to_keep=3)
+    manager.save(checkpoint_number=50)
+    (newest,) = glob.glob(str(model_dir / "checkpoints" / "ckpt-50.data-*"))
+    with open(newest, "r+b") as f:
+        f.truncate(os.path.getsize(newest) // 2)
+    path = export_run(str(model_dir), export_dir=str(tmp_path / "out" / "hier"), build_fn=StandInModel)
+    assert read_metadata(path)["step"] == 42
+    (older,) = glob.glob(str(model_dir / "checkpoints" / "ckpt-42.data-*"))
+    with open(older, "r+b") as f:
+        f.truncate(os.path.getsize(older) // 2)
+    with pytest.raises(RunExportError, match="every checkpoint .* is damaged"):
+        export_run(str(model_dir), export_dir=str(tmp_path / "out" / "again"), build_fn=StandInModel)
+    assert not os.path.exists(tmp_path / "out" / "again")
