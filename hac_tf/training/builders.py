@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
+import yaml
+from absl import logging
 
 from hac_tf import schema
 from hac_tf.augment import AugmentationSettings, build_policy, make_view_dataset
@@ -231,12 +233,37 @@ def build_model(config: ExperimentConfig, steps_per_epoch: Optional[int] = None)
     return HierarchicalContrastiveModel(ModelSpec(**model_spec_kwargs(config, steps_per_epoch)))
 
 
+def _changed_model_keys(config: ExperimentConfig, saved_config: str) -> List[str]:
+    """``model.*`` / ``plugins.*`` keys whose value differs from the run's saved config.yaml."""
+    if not os.path.isfile(saved_config):
+        return []
+    with open(saved_config, encoding="utf-8") as f:
+        saved = yaml.safe_load(f) or {}
+    now = config.as_dict()
+    changed = []
+    for section in ("model", "plugins"):
+        old, new = _flatten(saved.get(section) or {}, section), _flatten(now.get(section) or {}, section)
+        changed += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return changed
+
+
+def _flatten(values: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}.{key}"))
+        else:
+            out[f"{prefix}.{key}"] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
 def run_model(config: ExperimentConfig, model_dir: str, steps_per_epoch: Optional[int] = None, write: bool = True):
     """The model of the run in ``model_dir`` (built inside the caller's strategy scope, if any).
 
     A run that has a checkpoint is rebuilt from the resolved spec it trained with,
     ``<model_dir>/model_spec.json`` (run facts such as EquiMod's standardisation constants and
-    MoCHi's start step are not worked out again; the data is not read). Otherwise the spec is
+    MoCHi's start step are not worked out again; the data is not read); a warning names the
+    ``model.*`` / ``plugins.*`` keys where ``config`` now differs from the run's config.yaml. Otherwise the spec is
     resolved from ``config`` and, with ``write``, saved there for later resumes, evaluation and
     export (hac_tf/export/from_run.py).
     """
@@ -245,6 +272,11 @@ def run_model(config: ExperimentConfig, model_dir: str, steps_per_epoch: Optiona
 
     path = os.path.join(model_dir, MODEL_SPEC_FILE)
     if os.path.isfile(path) and tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")):
+        changed = _changed_model_keys(config, os.path.join(model_dir, "config.yaml"))
+        if changed:
+            logging.warning("%s trains on with the model it was started with (%s); the config now differs in %s, "
+                            "which is ignored (use a new model_dir to train another model)",
+                            model_dir, MODEL_SPEC_FILE, ", ".join(changed))
         return HierarchicalContrastiveModel(ModelSpec.load(path))
     spec = ModelSpec(**model_spec_kwargs(config, steps_per_epoch))
     if write:

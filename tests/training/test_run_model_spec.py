@@ -4,6 +4,7 @@ from it with the training data gone and the augmentation policy never sampled ag
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
@@ -33,7 +34,7 @@ def _overrides(data_dir) -> list:
     ]
 
 
-def test_export_rebuilds_the_model_from_the_saved_spec_without_the_data(tmp_path, monkeypatch):
+def test_export_rebuilds_the_model_from_the_saved_spec_without_the_data(tmp_path, monkeypatch, caplog):
     data = tmp_path / "data"
     shutil.copytree(FIXTURE_FMNIST, data)
     run = tmp_path / "run"
@@ -55,8 +56,13 @@ def test_export_rebuilds_the_model_from_the_saved_spec_without_the_data(tmp_path
     version_dir = export_run(str(run), export_dir=str(tmp_path / "export" / "run"), warmup=False)
     assert os.path.isdir(version_dir)
 
-    # a resumed run (it has a checkpoint) trains on with the saved spec, not a re-resolved one
+    # a resumed run (it has a checkpoint) trains on with the saved spec, not a re-resolved one, and
+    # a warning names the model keys the config changed since
     assert builders.run_model(config, str(run), steps_per_epoch=1, write=False).spec == saved
+    changed = load_config(str(run / "config.yaml"), ["model.embed_dim=8", "plugins.mochi.num_mixed=3"])
+    with caplog.at_level(logging.WARNING):
+        assert builders.run_model(changed, str(run), write=False).spec == saved
+    assert "differs in model.embed_dim, plugins.mochi.num_mixed, which is ignored" in caplog.text
 
 
 def test_a_run_without_a_checkpoint_resolves_and_saves_its_spec(tmp_path):
