@@ -162,6 +162,20 @@ def _latest_step(model_dir: str):
     return (int(path.rsplit("-", 1)[-1]), path) if path else (0, None)
 
 
+def _resume_step(model_dir: str):
+    """(step, prefix) of the checkpoint a restart resumes from: the newest intact one, whether the
+    state file names it or not (a kill inside the checkpoint write, after its files are complete
+    but before the state file names it, leaves a checkpoint the trainer resumes from,
+    hac_tf/training/checkpoint_integrity.py); (0, None) if none."""
+    from hac_tf.training.checkpoint_integrity import candidate_prefixes, verify_checkpoint
+
+    directory = os.path.join(model_dir, "checkpoints")
+    for step, prefix in candidate_prefixes(directory) if os.path.isdir(directory) else []:
+        if verify_checkpoint(prefix) is None:
+            return step, prefix
+    return 0, None
+
+
 def check_state(model_dir: str) -> str:
     """'' if the named checkpoint verifies and every visible export version is complete, else why."""
     from hac_tf.training.checkpoint_integrity import verify_checkpoint
@@ -226,12 +240,12 @@ def main(argv: List[str]) -> int:
             if left() <= 0:
                 failures.append("time budget exhausted")
                 break
-            before, _ = _latest_step(run_dir)
+            before, _ = _resume_step(run_dir)
             phase = pending[0] if pending else None
             training_left = len([p for p in pending if p != "export"])
             fault = fault_env(phase, before, f.steps, training_left, rng) if phase else None
             outcome = _run(run_dir, overrides, fault, left())
-            after, prefix = _latest_step(run_dir)
+            after, prefix = _resume_step(run_dir)
             if phase is None:  # the completing run
                 if outcome.returncode != 0:
                     failures.append(f"round {number}: the completing run failed ({outcome.returncode})")

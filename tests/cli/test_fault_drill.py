@@ -54,3 +54,25 @@ def test_drill_imports_nothing_from_tests():
     assert not any("tests" in name.split(".") or name in ("tiny", "conftest") for name in imported)
     assert "sys.path" not in open(fault_drill.__file__, encoding="utf-8").read()
     assert os.path.basename(fault_drill._FIXTURE) == "fashion_mnist"  # data, read by path
+
+
+def test_the_drill_expects_the_resume_from_a_complete_checkpoint_the_state_file_does_not_name(tmp_path):
+    """A kill inside the checkpoint write after its files are complete: the state file still names
+    ckpt-20, the trainer resumes from the complete ckpt-22, so the drill must count from 22 (it
+    counted from the state file and reported a correct preemption as lost)."""
+    import tensorflow as tf
+
+    from hac_tf.cli.fault_drill import _resume_step
+
+    directory = tmp_path / "checkpoints"
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), str(directory), max_to_keep=3)
+    manager.save(checkpoint_number=20)
+    manager.save(checkpoint_number=22)
+    tf.compat.v1.train.update_checkpoint_state(str(directory), str(directory / "ckpt-20"),
+                                               all_model_checkpoint_paths=[str(directory / "ckpt-20")])
+    assert tf.train.latest_checkpoint(str(directory)).endswith("ckpt-20")
+    assert _resume_step(str(tmp_path))[0] == 22
+    for data in directory.glob("ckpt-22.data-*"):
+        data.write_bytes(data.read_bytes()[:3])  # truncated: not a checkpoint to resume from
+    assert _resume_step(str(tmp_path))[0] == 20
+    assert _resume_step(str(tmp_path / "nothing")) == (0, None)
