@@ -14,6 +14,7 @@ from hac_tf.losses import (  # noqa: E402
     negative_cosine,
     symmetric_negative_cosine,
 )
+from hacloss_helpers import numeric_grad
 
 
 def ref_cos(p, z):
@@ -30,17 +31,6 @@ def ref_barlow(a, b, lambd, scale, eps=1e-5):
     on = sum((1 - c[i, i]) ** 2 for i in range(d))
     off = sum(c[i, j] ** 2 for i in range(d) for j in range(d) if i != j)
     return scale * (on + lambd * off)
-
-
-def numeric_grad(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    x = x.astype(np.float64)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        g[idx] = (f(xp) - f(xm)) / (2 * h)
-    return g
 
 
 def _pair(b=6, d=5, seed=0):

@@ -16,6 +16,7 @@ from hac_tf.losses import (  # noqa: E402
     nt_xent,
     sample_mochi_draws,
 )
+from hacloss_helpers import numeric_grad
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -50,17 +51,6 @@ def ref_infonce(q, k, queue, tau, synthetic=None):
     if synthetic is not None:
         parts.append(np.einsum("bd,bmd->bm", qn, synthetic))
     return _cross_entropy(np.concatenate(parts, axis=1) / tau, np.zeros(len(q), int))
-
-
-def numeric_grad(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    x = x.astype(np.float64)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        g[idx] = (f(xp) - f(xm)) / (2 * h)
-    return g
 
 
 def _data(b=3, d=6, k=20, seed=0):

@@ -9,6 +9,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from hac_tf.losses import equimod_nt_xent, nt_xent  # noqa: E402
+from hacloss_helpers import numeric_grad
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -42,17 +43,6 @@ def ref_equimod(y_t: np.ndarray, y_hat: np.ndarray, tau: float) -> float:
     targets = np.concatenate([np.arange(m, 2 * m), np.arange(m)])
     lse = _logsumexp(sim, axis=1)
     return float(np.mean(lse - sim[np.arange(2 * m), targets]))
-
-
-def numeric_grad(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    x = x.astype(np.float64)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        g[idx] = (f(xp) - f(xm)) / (2 * h)
-    return g
 
 
 def _pair(b: int = 5, d: int = 7, seed: int = 0):

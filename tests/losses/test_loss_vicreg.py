@@ -9,6 +9,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from hac_tf.losses.vicreg import VICRegTerms, vicreg_loss, vicreg_terms  # noqa: E402
+from hacloss_helpers import numeric_grad
 
 
 def ref_terms(a: np.ndarray, b: np.ndarray, gamma: float = 1.0, eps: float = 1e-4):
@@ -39,17 +40,6 @@ def _pair(b: int, d: int, seed: int = 0, scale: float = 0.5):
     mix = rng.normal(size=(d, d)) / np.sqrt(d)
     a = (rng.normal(size=(b, d)) @ mix * scale * rng.uniform(0.3, 3.0, size=d)).astype(np.float32)
     return a, (a + 0.3 * scale * rng.normal(size=(b, d))).astype(np.float32)
-
-
-def numeric_grad(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    x = x.astype(np.float64)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += h
-        xm[idx] -= h
-        g[idx] = (f(xp) - f(xm)) / (2 * h)
-    return g
 
 
 @pytest.mark.parametrize("b,d,seed", [(2, 3, 0), (8, 5, 1), (32, 16, 2), (17, 64, 3)])
