@@ -11,8 +11,11 @@ run. Format: a JSON list, one object per measured point::
 ``batch`` source images per step (int > 0), ``px`` view side (int > 0), ``precision`` one of
 :data:`PRECISIONS`, ``variant`` one of :data:`VARIANTS` (``hierarchical``: the add-one views at
 four depths; ``baseline``: one level, two views), ``img_per_s`` source images per second
-(number > 0). Other keys are allowed and ignored; a (batch, px, precision, variant) point may
-appear once.
+(number > 0). Optional: ``step_peak_gb``, the peer's training-step memory in GiB measured the way
+hac_tf's benchmark measures its own (the process's resident high-water mark over the steps minus
+its resident set just before the first step; hac_tf/benchmarks/process_memory.py), which adds
+the memory comparison. Other keys are allowed and ignored; a (batch, px, precision, variant)
+point may appear once.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class PeerPoint:
     precision: str
     variant: str
     img_per_s: float
+    step_peak_gb: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,10 +116,15 @@ def load_peer_figures(path: str) -> PeerFigures:
         rate = _field(entry, "img_per_s", where)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
             raise ValueError(f"{where}: img_per_s={rate!r} must be a positive number")
+        memory = entry.get("step_peak_gb")
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float))
+                                   or not math.isfinite(memory) or memory <= 0):
+            raise ValueError(f"{where}: step_peak_gb={memory!r} must be a positive number (GiB)")
         key = (batch, px, precision, variant)
         if key in points:
             raise ValueError(f"{where} repeats batch={batch} px={px} precision={precision} variant={variant}")
-        points[key] = PeerPoint(batch, px, precision, variant, float(rate))
+        points[key] = PeerPoint(batch, px, precision, variant, float(rate),
+                                None if memory is None else float(memory))
     return PeerFigures(path, written, points)
 
 
@@ -130,3 +139,16 @@ def peer_columns(figures: Optional[PeerFigures], comparable: bool, batch: int, p
         return ["", "", ""]
     short = {"float32": "fp32", "mixed_bfloat16": "bf16"}[point.precision]
     return [f"{point.img_per_s:.1f}", short, f"{img_per_s / point.img_per_s:.2f}"]
+
+
+def peer_memory_columns(figures: Optional[PeerFigures], comparable: bool, batch: int, px: int, variant: str,
+                        precision: str, step_peak_gb: float) -> List[str]:
+    """The ``[peer step GB, x peer mem]`` cells of one row: the peer's step memory at the point
+    :meth:`PeerFigures.match` picks and ours / the peer's ('' where the peer gave none); ``[]``
+    when no peer file was given or no point of the file has a memory figure."""
+    if figures is None or all(p.step_peak_gb is None for p in figures.points.values()):
+        return []
+    point = figures.match(batch, px, variant, precision) if comparable else None
+    if point is None or point.step_peak_gb is None:
+        return ["", ""]
+    return [f"{point.step_peak_gb:.2f}", f"{step_peak_gb / point.step_peak_gb:.2f}"]

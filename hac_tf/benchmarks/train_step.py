@@ -10,15 +10,17 @@ process, so its peak resident memory is that row's alone.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from typing import Dict, List, NamedTuple, Sequence
 
 import numpy as np
+
+from hac_tf.benchmarks import process_memory
 
 __all__ = ["PEER_MODEL_ROW_PREFIX", "PRECISIONS", "ROWS", "BenchRow", "forward_flops", "matmul_peak",
            "measure_in_fresh_process", "measure_row", "row_overrides"]
@@ -99,9 +101,17 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     steps) on one cached batch, then the view pipeline for ``input_seconds``.
 
     Returns ``img_s`` (source images/s of the step), ``step_s``, ``gflop_step``, ``gflop_s``,
-    ``input_img_s`` (images/s the view pipeline delivers), ``rss_gb`` (peak RSS of the process),
-    ``rss_step_gb`` (peak RSS before the input measurement) and ``params_m`` (online parameters,
-    millions).
+    ``input_img_s`` (images/s the view pipeline delivers), ``params_m`` (online parameters,
+    millions) and memory in GiB (:mod:`hac_tf.benchmarks.process_memory`):
+
+    - ``rss_gb``: peak resident set of the whole process (input measurement included);
+    - ``rss_step_gb``: peak resident set before the input measurement;
+    - ``model_gb``: resident growth from building the trainer (model, optimizer, policy);
+    - ``data_gb``: resident growth from building the view pipeline and drawing one batch (the
+      dataset held in memory, the pipeline's buffers);
+    - ``before_step_gb``: resident set just before the first step;
+    - ``step_peak_gb``: the steps' own memory, the high-water mark over the warm-up and timed
+      steps minus ``before_step_gb`` (tracing and compilation included, as in a real run).
     """
     import tensorflow as tf
 
@@ -112,12 +122,19 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
 
     config = load_config(ROWS[name].config, row_overrides(name, batch_size, precision))
     configure_cpu_threads_for(config)  # before any TF op, as hac-train does
+    rss_start = process_memory.resident_gb()
     trainer = Trainer(config, f"/tmp/bench_train/{name}_{batch_size}")
+    rss_model = process_memory.resident_gb()
     views, _ = builders.train_views(config, trainer.policy, 0)
     batch = next(iter(views))
+    rss_data = process_memory.resident_gb()
     # compute: the same cached batch every step (no input cost)
     it = iter(tf.data.Dataset.from_tensors(batch).repeat())
     step = trainer._make_train_step()
+    gc.collect()
+    before_step = process_memory.resident_gb()
+    peak_so_far = process_memory.peak_resident_gb()  # the reset below forgets it
+    process_memory.reset_peak()
     for _ in range(2):
         step(it)["loss"].numpy()
     t0 = time.perf_counter()
@@ -126,7 +143,8 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     step_s = (time.perf_counter() - t0) / steps
     # peak RSS of training alone (model, optimizer state, one cached batch, the step's
     # activations) — before the second input pipeline below adds its own buffers
-    rss_step_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    step_peak_gb = process_memory.peak_resident_gb() - before_step
+    rss_step_gb = max(peak_so_far, process_memory.peak_resident_gb())
     flops = 3.0 * forward_flops(trainer.model, batch)
     # input pipeline: a fresh iterator over the real view pipeline
     views2, _ = builders.train_views(config, trainer.policy, 0)
@@ -137,10 +155,11 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
         next(it2)
         n += batch_size
     input_rate = n / (time.perf_counter() - t1)
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    rss_gb = max(rss_step_gb, process_memory.peak_resident_gb())
     return {"img_s": batch_size / step_s, "step_s": step_s, "gflop_step": flops / 1e9,
             "gflop_s": flops / step_s / 1e9, "input_img_s": input_rate, "rss_gb": rss_gb,
-            "rss_step_gb": rss_step_gb,
+            "rss_step_gb": rss_step_gb, "model_gb": rss_model - rss_start, "data_gb": rss_data - rss_model,
+            "before_step_gb": before_step, "step_peak_gb": step_peak_gb,
             "params_m": sum(int(np.prod(v.shape)) for v in trainer.model.online_variables) / 1e6}
 
 

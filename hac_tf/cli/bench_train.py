@@ -11,11 +11,15 @@ in the same run), and the input pipeline's delivered images/s (is the step input
   hac-bench-train --rows=paper_r18_cifar_stem_32,paper_r18_cifar_stem_32_baseline \
       --precisions=float32,mixed_bfloat16 --repeats=3
   hac-bench-train --rows=paper_r18_imagenet_stem_32 --peer_json=peer_now.json   # + "x peer"
+  hac-bench-train --rows=paper_r18_imagenet_stem_32 --jsonl=m.jsonl   # + every measurement logged
+  hac-bench-train --from_jsonl=m.jsonl --peer_json=peer_now.json       # the table of logged runs
   hac-bench-train --list_rows
 
 Each (row, batch, precision) runs in a fresh process (peak RSS is that row's), repeats are
 interleaved over rows and the median is reported with the spread (repeat to see this machine's
-noise). The measurement is hac_tf/benchmarks/train_step.py.
+noise; with an even count the upper of the two middle values). To interleave with another
+program (a peer's harness), run single rounds with ``--jsonl`` between the peer's rounds and print
+the table of all of them with ``--from_jsonl``. The measurement is hac_tf/benchmarks/train_step.py.
 
 Comparison with a peer implementation (e.g. the paper's official PyTorch code) only with
 --peer_json=<file>: a JSON list written by the peer's harness on this machine in the same window,
@@ -24,7 +28,9 @@ one object per point, ``{"batch": 64, "px": 32, "precision": "float32", "variant
 The table then gets 'peer img/s', 'peer prec' and 'x peer' (our img/s / the peer's) for the
 paper_r18_imagenet_stem_* rows (the peer's model), matched on batch, px and variant, and on
 precision when the peer measured it (else against its float32 point; 'peer prec' says which).
-The file's path, age and point count are printed above the table. Without --peer_json there is
+When the peer's points carry ``"step_peak_gb"`` (its training step's own memory, measured as this
+benchmark measures 'step GB'), the table also gets 'peer step GB' and 'x peer mem' (ours / the
+peer's). The file's path, age and point count are printed above the table. Without --peer_json there is
 no peer column: no figure from another run or machine is shown as if measured here.
 
 The compute measurement feeds one cached batch repeatedly, so it excludes input time; the input
@@ -61,7 +67,13 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     flags.DEFINE_string("_child", "", "Internal: measure one 'row:batch:precision' and print JSON.",
                         flag_values=fv)
     flags.DEFINE_string("peer_json", "", "Peer figures measured in the same window (JSON list of {batch, px, "
-                        "precision, variant, img_per_s}); adds the 'x peer' column. Default: no peer column.",
+                        "precision, variant, img_per_s[, step_peak_gb]}); adds the 'x peer' column (and the memory "
+                        "ratio). Default: no peer column.",
+                        flag_values=fv)
+    flags.DEFINE_string("jsonl", "", "Also append every measurement (row, batch, precision, repeat and all its "
+                        "figures) to this file as one JSON object per line.", flag_values=fv)
+    flags.DEFINE_string("from_jsonl", "", "Measure nothing: print the table of the measurements logged in this "
+                        "--jsonl file (e.g. several interleaved invocations; median over all their repeats).",
                         flag_values=fv)
     define_verbose_flag(fv)
 
@@ -74,6 +86,36 @@ def _child(spec: str, steps: int, input_seconds: float) -> int:
     r = measure_row(name, int(batch), precision, steps, input_seconds)
     print(RESULT_PREFIX + json.dumps(r), flush=True)
     return 0
+
+
+_LOGGED_KEYS = ("row", "batch", "precision", "img_s", "step_s", "gflop_step", "gflop_s", "input_img_s", "rss_gb",
+                "params_m", "matmul_peak_gflop_s")
+
+
+def _read_logged(path: str) -> List[Dict]:
+    """The measurements a ``--jsonl`` run logged in ``path``, one dict per line.
+
+    Raises:
+      ValueError: unreadable file, a line that is not a JSON object with the logged keys, or no line.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [line for line in fh.read().splitlines() if line.strip()]
+    except OSError as e:
+        raise ValueError(f"cannot read --from_jsonl {path}: {e.strerror or e}") from e
+    logged = []
+    for i, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {i} is not JSON: {e}") from e
+        missing = [k for k in _LOGGED_KEYS if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise ValueError(f"{path} line {i} is not a logged measurement (missing {', '.join(missing)})")
+        logged.append(record)
+    if not logged:
+        raise ValueError(f"{path} holds no measurement")
+    return logged
 
 
 def main(argv: List[str]) -> int:
@@ -90,12 +132,22 @@ def main(argv: List[str]) -> int:
         for k, v in ROWS.items():
             print(f"{k:40s} {v.config} batch={v.batch_sizes} px={v.image_size}")
         return 0
-    for name in f.rows:
+    logged: List[Dict] = []
+    if f.from_jsonl:
+        try:
+            logged = _read_logged(f.from_jsonl)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        rows = list(dict.fromkeys(r["row"] for r in logged))
+    else:
+        rows = f.rows
+    for name in rows:
         if name not in ROWS:
             print(f"unknown row {name!r}; see --list_rows", file=sys.stderr)
             return 2
     precisions = f.precisions or [f.precision]
-    from hac_tf.benchmarks.peer_figures import load_peer_figures, peer_columns
+    from hac_tf.benchmarks.peer_figures import load_peer_figures, peer_columns, peer_memory_columns
 
     peer = None
     if f.peer_json:
@@ -106,27 +158,50 @@ def main(argv: List[str]) -> int:
             return 2
         print(peer.describe(), flush=True)
     import numpy as np
-    import tensorflow as tf
 
-    peaks = {"float32": train_step.matmul_peak(tf.float32), "mixed_bfloat16": train_step.matmul_peak(tf.bfloat16)}
-    print(f"cores={os.cpu_count()} tf={tf.__version__} onednn={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')} "
-          f"matmul peak: fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['mixed_bfloat16']:.0f} GFLOP/s; "
-          f"median of {f.repeats} interleaved repeat(s), {f.steps} steps each", flush=True)
+    if logged:
+        peaks = {p: float(np.median([r["matmul_peak_gflop_s"] for r in logged if r["precision"] == p] or [np.nan]))
+                 for p in ("float32", "mixed_bfloat16")}
+        print(f"measurements of {f.from_jsonl} ({len(logged)} logged); matmul peak (median of the runs): fp32 "
+              f"{peaks['float32']:.0f} GFLOP/s, bf16 {peaks['mixed_bfloat16']:.0f} GFLOP/s; median over every "
+              f"logged repeat", flush=True)
+    else:
+        import tensorflow as tf
+
+        peaks = {"float32": train_step.matmul_peak(tf.float32),
+                 "mixed_bfloat16": train_step.matmul_peak(tf.bfloat16)}
+        print(f"cores={os.cpu_count()} tf={tf.__version__} "
+              f"onednn={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')} "
+              f"matmul peak: fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['mixed_bfloat16']:.0f} GFLOP/s; "
+              f"median of {f.repeats} interleaved repeat(s), {f.steps} steps each", flush=True)
     peer_header = f"{'peer img/s':>10} {'peer prec':>9} {'x peer':>6} " if peer else ""
+    peer_memory = bool(peer_memory_columns(peer, False, 0, 0, "", "", 0.0))
+    peer_memory_header = f" {'peer step GB':>12} {'x peer mem':>10}" if peer_memory else ""
     header = (f"{'row':<38} {'prec':>4} {'batch':>5} {'px':>3} {'params M':>8} {'img/s':>6} {'spread':>6} "
               f"{peer_header}{'s/step':>6} {'GFLOP/step':>10} {'GFLOP/s':>7} {'%peak':>5} {'input img/s':>11} "
-              f"{'bound':>5} {'RSS GB':>6} {'train RSS':>9}")
+              f"{'bound':>5} {'RSS GB':>6} {'data GB':>7} {'step GB':>7}{peer_memory_header}")
     print(header)
     print("-" * len(header), flush=True)
-    jobs = [(name, b, p) for name in f.rows for b in ([int(x) for x in f.batch_sizes] or ROWS[name].batch_sizes)
-            for p in precisions]
+    if logged:
+        jobs = list(dict.fromkeys((r["row"], r["batch"], r["precision"]) for r in logged))
+    else:
+        jobs = [(name, b, p) for name in rows for b in ([int(x) for x in f.batch_sizes] or ROWS[name].batch_sizes)
+                for p in precisions]
     results: Dict[Tuple[str, int, str], List[Dict[str, float]]] = {j: [] for j in jobs}
-    for rep in range(f.repeats):  # interleaved: machine noise spreads over all rows alike
+    for r in logged:
+        results[(r["row"], r["batch"], r["precision"])].append(r)
+    for rep in range(0 if logged else f.repeats):  # interleaved: machine noise spreads over all rows alike
         for job in jobs:
             r = train_step.measure_in_fresh_process(*job, f.steps, f.input_seconds)
             results[job].append(r)
+            if f.jsonl:
+                with open(f.jsonl, "a", encoding="utf-8") as out:
+                    out.write(json.dumps(dict(r, row=job[0], batch=job[1], precision=job[2], repeat=rep,
+                                              px=ROWS[job[0]].image_size,
+                                              matmul_peak_gflop_s=peaks[job[2]])) + "\n")
             print(f"  [{rep + 1}/{f.repeats}] {job[0]} batch {job[1]} {job[2]}: {r['img_s']:.1f} img/s, "
-                  f"{r['step_s']:.2f} s/step, input {r['input_img_s']:.0f} img/s, RSS {r['rss_gb']:.2f} GB",
+                  f"{r['step_s']:.2f} s/step, input {r['input_img_s']:.0f} img/s, RSS {r['rss_gb']:.2f} GB, "
+                  f"step {r.get('step_peak_gb', float('nan')):.2f} GB",
                   file=sys.stderr, flush=True)
     summary = {}
     for (name, b, p), runs in results.items():
@@ -138,31 +213,37 @@ def main(argv: List[str]) -> int:
         cells = peer_columns(peer, name.startswith(PEER_MODEL_ROW_PREFIX), b, px,
                              "baseline" if name.endswith("_baseline") else "hierarchical", p, med)
         peer_cells = f"{cells[0]:>10} {cells[1]:>9} {cells[2]:>6} " if cells else ""
+        step_gb = r.get("step_peak_gb", float("nan"))
+        mem = peer_memory_columns(peer, name.startswith(PEER_MODEL_ROW_PREFIX), b, px,
+                                  "baseline" if name.endswith("_baseline") else "hierarchical", p, step_gb)
+        mem_cells = f" {mem[0]:>12} {mem[1]:>10}" if mem else ""
         spread = f"{100 * (rates[-1] - rates[0]) / med:.0f}%" if len(rates) > 1 else "-"
         bound = "yes" if r["input_img_s"] < 3 * med else "no"
         print(f"{name:<38} {'bf16' if p != 'float32' else 'fp32':>4} {b:>5} {px:>3} {r['params_m']:>8.1f} {med:>6.1f} "
               f"{spread:>6} {peer_cells}{r['step_s']:>6.2f} {r['gflop_step']:>10.1f} {r['gflop_s']:>7.1f} "
               f"{100 * r['gflop_s'] / peaks[p]:>4.0f}% {r['input_img_s']:>11.0f} {bound:>5} {r['rss_gb']:>6.2f} "
-              f"{r.get('rss_step_gb', float('nan')):>9.2f}", flush=True)
+              f"{r.get('data_gb', float('nan')):>7.2f} {step_gb:>7.2f}{mem_cells}", flush=True)
     for (name, b, p), r in summary.items():
         base = summary.get((name + "_baseline", b, p))
         if base:
             print(f"hierarchy overhead {name} batch {b} {p}: step time x{r['step_s'] / base['step_s']:.2f} "
                   f"of the one-level step")
-    for name in f.rows:
-        for p in precisions:
-            pts = sorted((b, r.get("rss_step_gb", r["rss_gb"])) for (n, b, q), r in summary.items()
+    for name in rows:
+        for p in sorted({job[2] for job in jobs}):
+            pts = sorted((b, r.get("step_peak_gb", r["rss_gb"])) for (n, b, q), r in summary.items()
                          if n == name and q == p)
             if len(pts) >= 2:
                 bs = np.array([b for b, _ in pts], float)
                 gb = np.array([g for _, g in pts], float)
                 slope, intercept = np.polyfit(bs, gb, 1)
                 worst = float(np.max(np.abs(gb - (slope * bs + intercept))))
-                print(f"memory {name} {p}: training peak RSS " + ", ".join(f"{g:.2f} GB at batch {b}" for b, g in pts)
+                print(f"memory {name} {p}: training step's own peak " + ", ".join(f"{g:.2f} GB at batch {b}" for b, g in pts)
                       + f": {1024 * slope:.1f} MB per source image, intercept {intercept:.2f} GB"
                       + (f", largest deviation from the line {1024 * worst:.0f} MB" if len(pts) > 2 else ""))
-    print("input 'bound' = the view pipeline delivers < 3x the images/s the step consumes; 'RSS GB' = peak of the "
-          "whole row (incl. the input measurement), 'train RSS' = peak before the input measurement")
+    print("input 'bound' = the view pipeline delivers < 3x the images/s the step consumes; 'RSS GB' = peak resident "
+          "memory of the whole row's process; 'data GB' = resident growth from building the view pipeline and "
+          "drawing one batch (the dataset held in memory, the pipeline's buffers); 'step GB' = the training steps' "
+          "own peak (high-water mark over warm-up + timed steps minus the resident set just before the first step)")
     return 0
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from hac_tf.benchmarks.peer_figures import load_peer_figures, peer_columns
+from hac_tf.benchmarks.peer_figures import load_peer_figures, peer_columns, peer_memory_columns
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POINTS = [{"batch": 64, "px": 32, "precision": "float32", "variant": "hierarchical", "img_per_s": 50.0},
@@ -66,6 +66,22 @@ def test_bad_files_are_named_with_the_entry(tmp_path, data, message):
     assert path in str(info.value)
 
 
+def test_step_memory_is_optional_and_checked(tmp_path):
+    """A peer memory figure adds the memory cells; without any, there are no memory columns."""
+    with_memory = [dict(POINTS[0], step_peak_gb=2.0), POINTS[1]]
+    figures = load_peer_figures(_write(tmp_path, with_memory))
+    assert figures.match(64, 32, "hierarchical", "float32").step_peak_gb == 2.0
+    assert peer_memory_columns(figures, True, 64, 32, "hierarchical", "float32", 1.5) == ["2.00", "0.75"]
+    assert peer_memory_columns(figures, True, 64, 32, "baseline", "float32", 1.5) == ["", ""]  # none for this point
+    assert peer_memory_columns(figures, False, 64, 32, "hierarchical", "float32", 1.5) == ["", ""]  # other model
+    assert peer_memory_columns(load_peer_figures(_write(tmp_path, POINTS, "nomem.json")), True, 64, 32,
+                               "hierarchical", "float32", 1.5) == []
+    assert peer_memory_columns(None, True, 64, 32, "hierarchical", "float32", 1.5) == []
+    for bad in (0, -1.0, "2", True, float("nan")):
+        with pytest.raises(ValueError, match=r"entry 0: step_peak_gb=.* must be a positive number"):
+            load_peer_figures(_write(tmp_path, [dict(POINTS[0], step_peak_gb=bad)], "bad.json"))
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ValueError, match=r"cannot read peer figures .*nope.json"):
         load_peer_figures(str(tmp_path / "nope.json"))
@@ -82,7 +98,7 @@ measured = []
 train_step.matmul_peak = lambda dtype, **kw: measured.append(dtype) or 100.0
 train_step.measure_in_fresh_process = lambda name, batch, precision, steps, input_seconds: measured.append(name) or {
     "img_s": 75.0, "step_s": batch / 75.0, "gflop_step": 10.0, "gflop_s": 750.0 / batch, "input_img_s": 900.0,
-    "rss_gb": 1.0, "rss_step_gb": 0.9, "params_m": 62.3}
+    "rss_gb": 1.0, "rss_step_gb": 0.9, "params_m": 62.3, "data_gb": 0.25, "step_peak_gb": 0.5}
 results = []
 for argv in json.loads(sys.argv[1]):
     measured.clear()
@@ -102,12 +118,16 @@ def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
     rows get the ratio; a bad file stops the run (exit 2, file and entry named) before measuring."""
     rows = ["--rows=paper_r18_imagenet_stem_32,cpu_default", "--batch_sizes=64"]
     bad = _write(tmp_path, [dict(POINTS[0], variant="x")], "bad.json")
-    cases = [rows, rows + [f"--peer_json={_write(tmp_path, POINTS)}"], rows + [f"--peer_json={bad}"]]
+    with_memory = _write(tmp_path, [dict(POINTS[0], step_peak_gb=1.0)] + POINTS[1:], "memory.json")
+    cases = [rows, rows + [f"--peer_json={_write(tmp_path, POINTS)}"], rows + [f"--peer_json={bad}"],
+             rows + [f"--peer_json={with_memory}", f"--jsonl={tmp_path / 'measured.jsonl'}"],
+             [f"--from_jsonl={tmp_path / 'measured.jsonl'}", f"--peer_json={with_memory}"],
+             [f"--from_jsonl={with_memory}"]]
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", TABLE_SCRIPT, json.dumps(cases)], capture_output=True, text=True,
                           timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    plain, with_peer, refused = json.loads(proc.stdout.strip().splitlines()[-1])
+    plain, with_peer, refused, with_memory, replayed, not_logged = json.loads(proc.stdout.strip().splitlines()[-1])
 
     def table(result):
         lines = result["stdout"].splitlines()
@@ -120,6 +140,8 @@ def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
     assert "peer" not in plain["stdout"]
     assert "img/s" in header and "s/step" in header and "GFLOP/s" in header  # the rest of the table is kept
     assert cells["paper_r18_imagenet_stem_32"][7] == "0.85"  # s/step right after the spread
+    assert header.split()[-4:] == ["data", "GB", "step", "GB"]  # memory: the data's and the step's own
+    assert cells["paper_r18_imagenet_stem_32"][-2:] == ["0.25", "0.50"]
 
     assert with_peer["code"] == 0
     lines, header, cells = table(with_peer)
@@ -128,6 +150,22 @@ def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
     # paper_r18_imagenet_stem_32 fp32 64 32 62.3 75.0 - | 50.0 fp32 1.50 | 0.85 ...
     assert cells["paper_r18_imagenet_stem_32"][7:11] == ["50.0", "fp32", "1.50", "0.85"]
     assert cells["cpu_default"][7] == "0.85"  # not the peer's model: empty peer cells
+
+    assert "peer step GB" not in with_peer["stdout"]  # the peer gave no memory figure
+
+    lines, header, cells = table(with_memory)
+    assert header.endswith("peer step GB x peer mem")
+    assert cells["paper_r18_imagenet_stem_32"][-4:] == ["0.25", "0.50", "1.00", "0.50"]  # ours 0.5 / peer 1.0
+    assert cells["cpu_default"][-2:] == ["0.25", "0.50"]  # not the peer's model: empty memory cells
+    assert "training step's own peak" not in with_memory["stdout"]  # one batch size: no slope
+    logged = [json.loads(line) for line in (tmp_path / "measured.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["batch"], r["px"], r["precision"], r["repeat"], r["step_peak_gb"]) for r in logged] == [
+        ("paper_r18_imagenet_stem_32", 64, 32, "float32", 0, 0.5), ("cpu_default", 64, 32, "float32", 0, 0.5)]
+    # --from_jsonl: the same table from the logged measurements, nothing measured
+    assert replayed["code"] == 0 and replayed["measured"] == 0
+    assert table(replayed)[2] == cells and "2 logged" in replayed["stdout"]
+    assert not_logged["code"] == 2 and not_logged["measured"] == 0
+    assert "is not a logged measurement (missing row" in not_logged["stderr"]
 
     assert refused["code"] == 2 and refused["measured"] == 0
     assert f"error: {bad} entry 0: variant='x'" in refused["stderr"]

@@ -27,3 +27,13 @@ def test_add_one_pipeline_gives_two_recorded_views_per_level():
     for level in levels:
         assert batch[level]["view_a"].shape == (4, 32, 32, 3) and batch[level]["view_b"].shape == (4, 32, 32, 3)
         assert "crop" in batch[level]["params_a"] and "crop" in batch[level]["params_b"]
+
+
+def test_views_from_sources_of_another_size():
+    """--source_size: 32 px views cut from 64 px sources (the peer's add-one pipeline is measured
+    both ways: sources of the view size and 256 px sources)."""
+    images, _ = next(iter(smooth_source(32, n=2, source_size=64).batch(2)))
+    assert images.shape == (2, 64, 64, 3)
+    batch = next(iter(add_one_view_dataset(32, 2, num_levels=1, source_size=64)))
+    assert batch["level_1"]["view_a"].shape == (2, 32, 32, 3)
+    assert next(iter(plain_kerascv_dataset(32, 2, source_size=64)))["view_a"].shape == (2, 32, 32, 3)

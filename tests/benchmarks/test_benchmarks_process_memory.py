@@ -1,0 +1,32 @@
+"""hac_tf/benchmarks/process_memory.py: the process's resident set and a resettable peak, read from
+/proc for real (an allocation shows up, the reset forgets it)."""
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from hac_tf.benchmarks import process_memory
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
+
+
+def test_an_allocation_raises_the_peak_and_the_reset_forgets_it():
+    before = process_memory.resident_gb()
+    assert before > 0.0 and process_memory.peak_resident_gb() >= before
+    block = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB, touched
+    assert process_memory.resident_gb() - before > 0.05
+    del block
+    assert process_memory.peak_resident_gb() - before > 0.05
+    assert process_memory.reset_peak()
+    after_reset = process_memory.peak_resident_gb()
+    assert after_reset - process_memory.resident_gb() < 0.02  # the peak is back at the resident set
+    block = np.ones(32 * 1024 * 1024 // 8)  # a 32 MiB step after the reset
+    del block
+    assert 0.025 < process_memory.peak_resident_gb() - after_reset < 0.06
+
+
+def test_without_proc_the_readings_are_nan(monkeypatch):
+    monkeypatch.setattr(process_memory, "_STATUS", "/nonexistent/status")
+    assert math.isnan(process_memory.resident_gb()) and math.isnan(process_memory.peak_resident_gb())
