@@ -4,6 +4,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+# scripts/test.sh runs two pytest-xdist workers on the two cores, and most tests also start
+# TensorFlow processes: one compute thread per TensorFlow process keeps them from oversubscribing
+# the cores (set HAC_TEST_TF_THREADS=0 for TensorFlow's default, one thread per core)
+if os.environ.get("HAC_TEST_TF_THREADS", "1") != "0":
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", os.environ.get("HAC_TEST_TF_THREADS", "1"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -6,14 +6,21 @@ before the first step, resets the kernel's high-water mark (``/proc/self/clear_r
 Linux 4.0 and newer), runs the steps and reads the high-water mark again. The peer's harness
 measures its own step the same way, so the two figures compare.
 
-Off Linux (no ``/proc``) every reading is ``nan`` and :func:`reset_peak` returns ``False``.
+Freed memory that the C allocator keeps (glibc's free lists) still counts as resident, and a step
+can reuse it without raising the high-water mark: :func:`release_free_heap` hands it back to the
+system (``malloc_trim``) first, so that "resident before the step" is what is live then.
+
+Off Linux (no ``/proc``) every reading is ``nan``, :func:`reset_peak` and
+:func:`release_free_heap` return ``False``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 
-__all__ = ["peak_resident_gb", "reset_peak", "resident_gb"]
+__all__ = ["peak_resident_gb", "release_free_heap", "reset_peak", "resident_gb"]
 
 _STATUS = "/proc/self/status"
 
@@ -48,4 +55,17 @@ def reset_peak() -> bool:
             f.write("5")
     except OSError:
         return False
+    return True
+
+
+def release_free_heap() -> bool:
+    """Returns the C heap's free memory to the system (glibc ``malloc_trim(0)``); whether it could."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
     return True

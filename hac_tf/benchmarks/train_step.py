@@ -132,6 +132,7 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     it = iter(tf.data.Dataset.from_tensors(batch).repeat())
     step = trainer._make_train_step()
     gc.collect()
+    process_memory.release_free_heap()  # freed but resident memory would hide the step's own growth
     before_step = process_memory.resident_gb()
     peak_so_far = process_memory.peak_resident_gb()  # the reset below forgets it
     process_memory.reset_peak()

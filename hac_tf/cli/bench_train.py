@@ -17,7 +17,8 @@ in the same run), and the input pipeline's delivered images/s (is the step input
 
 Each (row, batch, precision) runs in a fresh process (peak RSS is that row's), repeats are
 interleaved over rows and the median is reported with the spread (repeat to see this machine's
-noise; with an even count the upper of the two middle values). To interleave with another
+noise; with an even count the mean of the two middle values; the other columns are from the run
+closest to it). To interleave with another
 program (a peer's harness), run single rounds with ``--jsonl`` between the peer's rounds and print
 the table of all of them with ``--from_jsonl``. The measurement is hac_tf/benchmarks/train_step.py.
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 from typing import Dict, List, Tuple
 
@@ -206,7 +208,7 @@ def main(argv: List[str]) -> int:
     summary = {}
     for (name, b, p), runs in results.items():
         rates = sorted(r["img_s"] for r in runs)
-        med = rates[len(rates) // 2]
+        med = statistics.median(rates)
         r = min(runs, key=lambda x: abs(x["img_s"] - med))
         summary[(name, b, p)] = r
         px = ROWS[name].image_size
