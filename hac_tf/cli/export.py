@@ -5,7 +5,7 @@
   hac-export --model_dir=runs/hier --serving_root=/models   # paths as seen in Docker
 
 Reads <model_dir>/config.yaml, builds a fresh model from it, restores the latest checkpoint of
-<model_dir>/checkpoints (or --checkpoint) and exports its backbone (hac_tf/export/from_run.py):
+<model_dir>/checkpoints (or --checkpoint) and exports its backbone (hac_tf/training/run_export.py):
 signatures serving_default / feature_maps, warmup requests, hac_tf_metadata.json, published
 atomically, and <dirname(export_dir)>/models.config rewritten. Serve with
 tensorflow_model_server --model_config_file=saved_models/models.config.
@@ -57,7 +57,7 @@ def main(argv: List[str]) -> int:
     del argv
     f = flags.FLAGS
     configure_output(verbose_requested(f))
-    from hac_tf.export.from_run import RunExportError, export_run
+    from hac_tf.training.run_export import RunExportError, export_run
     from hac_tf.training.config import ConfigError
 
     try:

@@ -3,7 +3,7 @@
   hac-fault-drill --kills=12                 # 4 kills each in step, checkpoint write, export + 3 preemptions
   hac-fault-drill --kills=3 --preemptions=1 --steps=12
 
-The faults are triggered by the phase itself (``HAC_FAULT_AT``, hac_tf/training/fault_hooks.py),
+The faults are triggered by the phase itself (``HAC_FAULT_AT``, hac_tf/fault_hooks.py),
 not by the clock, so every phase gets its share on a fast or a slow machine:
 
 * ``step``: ``kill -9`` at the start of a random step;

@@ -12,6 +12,10 @@ records), :mod:`~hac_tf.export.loading` (loading for Keras 3) and
 
 Names are imported lazily, so ``hac_tf.export.serving_layout`` can be used without importing
 TensorFlow or Keras.
+
+This package knows SavedModels, not training runs: it imports nothing from ``hac_tf.training``.
+Exporting a run directory (its config, model spec and newest intact checkpoint; ``hac-export``)
+is :mod:`hac_tf.training.run_export`.
 """
 
 from __future__ import annotations

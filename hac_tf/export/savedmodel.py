@@ -53,7 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from hac_tf.export import serving_layout as layout
-from hac_tf.training.fault_hooks import fault_point
+from hac_tf.fault_hooks import fault_point
 
 METADATA_FILE = "hac_tf_metadata.json"
 METADATA_FORMAT = 1

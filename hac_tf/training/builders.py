@@ -265,7 +265,7 @@ def run_model(config: ExperimentConfig, model_dir: str, steps_per_epoch: Optiona
     MoCHi's start step are not worked out again; the data is not read); a warning names the
     ``model.*`` / ``plugins.*`` keys where ``config`` now differs from the run's config.yaml. Otherwise the spec is
     resolved from ``config`` and, with ``write``, saved there for later resumes, evaluation and
-    export (hac_tf/export/from_run.py).
+    export (hac_tf/training/run_export.py).
     """
     from hac_tf.methods import HierarchicalContrastiveModel
     from hac_tf.methods.spec import MODEL_SPEC_FILE

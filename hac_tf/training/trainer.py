@@ -28,11 +28,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from hac_tf.fault_hooks import fault_point
 from hac_tf.io_errors import describe
 from hac_tf.training import builders, checkpoint_integrity
 from hac_tf.training.builders import build_model
 from hac_tf.training.config import ExperimentConfig, to_yaml
-from hac_tf.training.fault_hooks import fault_point
 from hac_tf.training.loss_scaling import DynamicLossScale
 from hac_tf.training.optim import WarmupCosine, apply_weight_decay, build_optimizer, peak_learning_rate
 from hac_tf.training.preemption import PreemptionWatcher, TrainingPreempted
@@ -40,7 +40,7 @@ from hac_tf.training.progress import MetricsLog, ProgressBar, Summaries
 from hac_tf.training.strategy import is_chief
 
 
-# Kills at step boundaries, inside checkpoint writes and exports: HAC_FAULT_AT (fault_hooks.py).
+# Kills at step boundaries, inside checkpoint writes and exports: HAC_FAULT_AT (hac_tf/fault_hooks.py).
 # Fault-drill hook: make the loss of this step NaN (tests of the non-finite handling).
 _NAN_AT_STEP = int(os.environ.get("HAC_TF_NAN_AT_STEP", "0") or 0)
 

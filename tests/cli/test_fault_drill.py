@@ -9,7 +9,7 @@ import random
 import pytest
 
 from hac_tf.cli import fault_drill
-from hac_tf.training.fault_hooks import parse_fault_specs
+from hac_tf.fault_hooks import parse_fault_specs
 
 
 @pytest.mark.parametrize("kills, preemptions, expected", [

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from hac_tf.export.from_run import restore_model
 from hac_tf.training.config import load_config
+from hac_tf.training.run_export import restore_model
 from hac_tf.training.trainer import Trainer
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")

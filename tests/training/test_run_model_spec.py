@@ -10,11 +10,11 @@ import shutil
 
 import pytest
 
-from hac_tf.export.from_run import export_run, run_model
 from hac_tf.methods import ModelSpec
 from hac_tf.methods.spec import MODEL_SPEC_FILE
 from hac_tf.training import builders
 from hac_tf.training.config import load_config
+from hac_tf.training.run_export import export_run, rebuild_run_model
 from hac_tf.training.trainer import Trainer
 
 FIXTURE_FMNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures",
@@ -52,7 +52,7 @@ def test_export_rebuilds_the_model_from_the_saved_spec_without_the_data(tmp_path
         raise AssertionError("the view policy was sampled again")
 
     monkeypatch.setattr("hac_tf.plugins.equimod.sample_param_statistics", no_sampling)
-    assert run_model(str(run)).spec == saved
+    assert rebuild_run_model(str(run)).spec == saved
     version_dir = export_run(str(run), export_dir=str(tmp_path / "export" / "run"), warmup=False)
     assert os.path.isdir(version_dir)
 

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from hac_tf.training.fault_hooks import FaultSpec, parse_fault_specs
+from hac_tf.fault_hooks import FaultSpec, parse_fault_specs
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # reaches "step" 5 times and "export" once, printing each arrival before the fault point
-PROBE = ("from hac_tf.training.fault_hooks import fault_point\n"
+PROBE = ("from hac_tf.fault_hooks import fault_point\n"
          "for i in range(1, 6):\n"
          "    print('step', i, flush=True)\n"
          "    fault_point('step')\n"

@@ -4,13 +4,16 @@ Serving version directory (the library side of ``hac-export`` / ``tools/export.p
     export_run("runs/hier")                      # -> saved_models/hier/<next version>
     export_run("runs/hier", export_dir="saved_models/hier_v2", version=3)
 
-Reads ``<model_dir>/config.yaml``, builds a fresh model from the run's resolved spec
+Reads ``<model_dir>/config.yaml``, rebuilds the run's model from the resolved spec it saved
 (``<model_dir>/model_spec.json``; from the config for runs of hac_tf <= 0.2), restores the latest checkpoint
 of ``<model_dir>/checkpoints`` (or ``checkpoint``) and exports its backbone with
 :func:`hac_tf.export.export_backbone`: signatures ``serving_default`` / ``feature_maps``, warmup
 requests, ``hac_tf_metadata.json`` (config, step, the run's evaluation results from
 ``<model_dir>/eval/results.json`` when present), published atomically, and
 ``<dirname(export_dir)>/models.config`` rewritten.
+
+Exporting *a run* needs the run's config and the model builder, so it lives here on the training
+side; :mod:`hac_tf.export` knows SavedModels only and imports nothing from ``hac_tf.training``.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def _default_build_fn(config):
     return build_model(config)
 
 
-def run_model(model_dir: str, config=None):
+def rebuild_run_model(model_dir: str, config=None):
     """The training model of the run in ``model_dir``, rebuilt from the resolved spec the run saved
     (``<model_dir>/model_spec.json``): neither the data nor the augmentation policy is read.
     A run without that file (hac_tf <= 0.2) is rebuilt from ``config`` as its trainer did."""
@@ -112,7 +115,7 @@ def export_run(model_dir: str, export_dir: Optional[str] = None, version: Option
             raise RunExportError(str(e)) from None
     if not checkpoint:
         raise RunExportError(f"no checkpoint in {ckpt_dir}")
-    model, step, changed = restore_model(config, checkpoint, build_fn or (lambda c: run_model(model_dir, c)))
+    model, step, changed = restore_model(config, checkpoint, build_fn or (lambda c: rebuild_run_model(model_dir, c)))
     logging.info("restored %s (step %d, %d backbone weights loaded)", checkpoint, step, changed)
     if changed == 0 and not allow_uninitialized:
         raise RunExportError(f"{checkpoint} restored no backbone weight (wrong config or checkpoint?); "

@@ -1,4 +1,4 @@
-"""hac_tf/export/from_run.py (hac-export, tools/export.py): config + latest checkpoint of a run
+"""hac_tf/training/run_export.py (hac-export, tools/export.py): config + latest checkpoint of a run
 dir -> exported version; tools/export.py run as a subprocess on a run without a config.
 
 The training model (hac_tf.methods.HierarchicalContrastiveModel) is replaced by a stand-in with
@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 
 from hac_tf.export import read_metadata
-from hac_tf.export.from_run import RunExportError, export_run
 from hac_tf.models import build_resnet
 from hac_tf.training.config import load_config, to_yaml
+from hac_tf.training.run_export import RunExportError, export_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
