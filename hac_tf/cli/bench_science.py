@@ -127,6 +127,7 @@ def main(argv: List[str]) -> int:
         print(f"ConfigError: {e}", file=sys.stderr)
         return 2
     from hac_tf.science.runner import run_cell
+    from hac_tf.science.summary import PRIMARY_COLOUR
 
     for seed in seeds:
         for row in rows:
@@ -137,10 +138,11 @@ def main(argv: List[str]) -> int:
                                          f.params_override, f.eval_train, f.eval_test, work_dir=f.work_dir,
                                          export_path=export_path)
             s4 = record["results"].get("stage4", {})
-            error = s4.get("band_hue_ridge_mae", s4.get("colour_ridge_mae", float("nan")))
+            measure = next((m for feature, m in PRIMARY_COLOUR if feature == "stage4" and m in s4), None)
+            colour_text = f", {measure} {s4[measure]:.1f} deg" if measure else ""
             garment = 100 * s4.get("garment_linear", float("nan"))
-            print(f"{'ran ' if ran else 'kept'} {path}: {record['steps']} steps, garment {garment:.1f}%, "
-                  f"colour ridge error {error:.1f} deg (stage 4)", flush=True)
+            print(f"{'ran ' if ran else 'kept'} {path}: {record['steps']} steps, stage 4: garment {garment:.1f}%"
+                  f"{colour_text}", flush=True)
     md, png, table = write_summary(f.out_dir, tuple(ROWS), colour=colour)
     print(table)
     print(f"wrote {md}" + (f" and {png}" if png else ""))
