@@ -35,9 +35,10 @@ losses): the model owns the enabled plug-ins' layers and drives them through the
 plug-in interface (hac_tf/plugins/base.py) without naming any: ``prepare_batch`` before the levels
 (the Viewmaker's views), ``shared_images`` encoded with a level's views (EquiMod's x_0 with
 ``shared_bn``) and ``level_term`` added to the total after the base method's loss (EquiMod's
-``lambda * L_eq``, AugSelf's ``sum_t lambda_t L_t``). :meth:`adversarial_loss` is the objective of
-the plug-in that has one (the Viewmaker's; its variables, :attr:`adversarial_variables`, are not
-in ``trainable_variables``). Without plug-ins the computation is exactly the one above.
+``lambda * L_eq``, AugSelf's ``sum_t lambda_t L_t``). The variables of a plug-in with an objective of
+its own (``own_objective``: the Viewmaker's generator) are not in ``trainable_variables``; the
+trainer trains them on that plug-in's ``objective``. Without plug-ins the computation is exactly the
+one above.
 """
 
 from __future__ import annotations
@@ -224,9 +225,6 @@ class HierarchicalContrastiveModel(keras.Model):
         """The enabled plug-ins' layers, in plug-in order."""
         return [getattr(self, name) for name in getattr(self, "_plugin_names", ())]
 
-    def _own_objective_plugin(self) -> Optional[PluginLayer]:
-        return next((p for p in self.plugin_layers if p.own_objective), None)
-
     def _target_ids(self) -> set:
         skip = set() if self.target is None else {id(v) for v in self.target.weights}
         for plugin in self.plugin_layers:
@@ -240,19 +238,6 @@ class HierarchicalContrastiveModel(keras.Model):
             return []
         skip = self._target_ids()
         return [v for v in super().trainable_weights if id(v) not in skip]
-
-    @property
-    def adversarial_variables(self) -> list:
-        """Trainable variables of the plug-in with an objective of its own (the Viewmaker's
-        generator), trained by their own optimizer; [] without one."""
-        plugin = self._own_objective_plugin()
-        return [] if plugin is None else list(plugin.trainable_weights)
-
-    @property
-    def adversarial_learning_rate(self) -> Optional[float]:
-        """Learning rate of that plug-in's own optimizer, None without one."""
-        plugin = self._own_objective_plugin()
-        return None if plugin is None else plugin.learning_rate
 
     @property
     def trainable_variables(self) -> list:
@@ -394,17 +379,6 @@ class HierarchicalContrastiveModel(keras.Model):
                     metrics[f"{name}/{k}"] = tf.cast(v, tf.float32)
         metrics["loss"] = total
         return total, metrics
-
-    def adversarial_loss(
-        self, batch: Mapping[str, Any], training: bool = True, step: Optional[Any] = None
-    ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-        """The objective of the plug-in with its own optimizer (the Viewmaker's
-        ``-w * sum_k loss_weights[k] L_k``); minimise it w.r.t. :attr:`adversarial_variables`."""
-        plugin = self._own_objective_plugin()
-        if plugin is None:
-            raise ValueError("adversarial_loss needs a plug-in with an objective of its own "
-                             "(the Viewmaker plug-in, spec.viewmaker)")
-        return plugin.objective(self, batch, training=training, step=step)
 
     # ------------------------------------------------------------------ target update
     def target_momentum(self, step: Any, total_steps: Any) -> Optional[tf.Tensor]:

@@ -14,6 +14,15 @@ hac_tf/plugins/__init__.py, and a field of ``ModelSpec``) that provides
   build_layer(config, feature_dim, sync_bn) -> PluginLayer or None
                                its part of the model (None: MoCHi, which lives in the losses)
 
+and may provide (the defaults add nothing):
+
+  SOURCE_KEYS                  keys of the source batch, besides the view levels, that its layer
+                               reads (EquiMod's x_0: ``("images",)``); the data pipeline keeps them
+  check_config(config, facts)  its cross-field rules on the experiment config, run before anything
+                               is built (:class:`ConfigFacts`); a ValueError whose message names the
+                               keys. Whether it applies to ``model.method`` is checked for every
+                               plug-in (here it may say so in its own words first)
+
 A :class:`PluginLayer` adds, through hooks whose defaults add nothing:
 
   to the forward pass   ``prepare_batch``: rewrites the batch before the levels run (the Viewmaker's
@@ -23,8 +32,10 @@ A :class:`PluginLayer` adds, through hooks whose defaults add nothing:
   to the loss           ``level_term``: its weighted term of a level and its metrics, added to the
                         total after the base method's (in ``term_order``)
   to the variables and  ``own_objective``: its trainable variables are not the encoder's; the
-  optimizers            trainer trains them with their own Adam (``learning_rate``) on ``objective``
-                        (the Viewmaker's adversarial loss)
+  optimizers            trainer trains them after every main step, on the same batch, with their own
+                        optimizer (``build_optimizer``: Adam at ``learning_rate``) on ``objective``
+                        (the Viewmaker's adversarial loss); ``objective_name`` names that
+                        optimizer's checkpoint key ``<objective_name>_optimizer``
   to the checkpoint     its variables, saved with the model's under their Keras paths (nothing to do)
 """
 
@@ -55,6 +66,20 @@ class RunFacts(NamedTuple):
     steps_per_epoch: Callable[[], int]
 
 
+class ConfigFacts(NamedTuple):
+    """What a plug-in's ``check_config`` reads besides the experiment config itself
+    (hac_tf/training/config.py builds it, for every plug-in, enabled or not).
+
+    section: its ``plugins.<name>`` config section; applicable: the registered methods it applies
+    to (sorted names); level_groups: the augmentation groups of every view level, as the view
+    policy builds them (level 1 first).
+    """
+
+    section: Any
+    applicable: Tuple[str, ...]
+    level_groups: Tuple[Tuple[str, ...], ...]
+
+
 class LevelFeatures(NamedTuple):
     """What the model computed for one level, for the plug-ins' terms.
 
@@ -80,6 +105,9 @@ class PluginLayer(keras.layers.Layer):
     term_order: ClassVar[int] = 0
     #: its trainable variables have their own optimizer and objective (not the encoder's)
     own_objective: ClassVar[bool] = False
+    #: name of that objective (``own_objective`` plug-ins): the trainer checkpoints its optimizer
+    #: as ``<objective_name>_optimizer`` (and its float16 loss scale as ``<objective_name>_loss_scale``)
+    objective_name: ClassVar[str] = ""
 
     def has_level(self, level: int) -> bool:
         """Whether the plug-in acts at 0-based level ``level``: its config's 1-based ``levels``."""
@@ -104,9 +132,15 @@ class PluginLayer(keras.layers.Layer):
         """Learning rate of the own optimizer (``own_objective`` plug-ins)."""
         return None
 
+    def build_optimizer(self) -> keras.optimizers.Optimizer:
+        """Its own optimizer (``own_objective`` plug-ins; default: Adam at :attr:`learning_rate`),
+        built by the trainer inside the strategy scope."""
+        return keras.optimizers.Adam(self.learning_rate, name=f"{self.objective_name}_adam")
+
     def objective(self, model: Any, batch: Mapping[str, Any], training: bool = True,
                   step: Any = None) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-        """The loss its own optimizer minimises (``own_objective`` plug-ins)."""
+        """The float32 loss its own optimizer minimises w.r.t. its trainable variables, and its
+        metrics (``own_objective`` plug-ins); ``model`` is the HierarchicalContrastiveModel."""
         raise NotImplementedError(f"{type(self).__name__} has no objective of its own")
 
     def call(self, *args, **kwargs):  # pragma: no cover - plug-ins are driven through their hooks

@@ -76,6 +76,8 @@ SECTION_FIELDS = {"std_samples": ranged(1024, 16, 1 << 16)}  # policy samples fo
 #: what a base method needs for EquiMod: it is specified for SimCLR and BYOL (docs/METHODS.md#equimod),
 #: whose classes list "equimod" in ``plugins_opt_in`` (hac_tf/methods/base.py)
 APPLIES_TO = "methods that opt in with plugins_opt_in"
+#: keys of the source batch its layer reads besides the view levels: x_0, the source images
+SOURCE_KEYS = ("images",)
 _OWNER = "EquiModConfig"
 
 

@@ -34,6 +34,13 @@ def applies_to(method: Any) -> bool:
     return bool(getattr(method, "softmax_temperature", False))
 
 
+def check_config(config: Any, facts: Any) -> None:
+    """``plugins.mochi`` on a method without negatives says what MoCHi needs (hac_tf/plugins/base.py)."""
+    if facts.section.enabled and config.model.method not in facts.applicable:
+        raise ValueError(f"plugins.mochi needs a method with negatives ({list(facts.applicable)}), "
+                         f"not {config.model.method!r}")
+
+
 def resolve(value: Any, num_levels: int) -> MochiConfig:
     """``ModelSpec.mochi`` (a MochiConfig or its dict) checked; MoCHi applies at every level."""
     del num_levels

@@ -30,8 +30,8 @@ multiples of 4. The generator always computes in float32.
 Training is an adversarial min-max (docs/METHODS.md#viewmaker-training): the encoder minimises the contrastive loss
 on G's views (G frozen: its views enter as constants), then, on the same batch with a fresh forward
 and fresh noise, G's own optimizer (Adam, 1e-3) minimises ``-w * L`` (the base method's loss at the
-viewmaker levels). ``HierarchicalContrastiveModel.adversarial_loss`` provides the second pass and
-the trainer applies it with a separate optimizer.
+viewmaker levels). ``ViewmakerModule.objective`` (the plug-in interface's ``own_objective`` hook,
+hac_tf/plugins/base.py) is that second pass; the trainer applies it with the generator's own optimizer.
 
 Where G applies is decided by the view policy: the augmentation group ``viewmaker`` marks the
 levels whose views (after any expert augmentations of that level) go through G -- alone
@@ -69,6 +69,31 @@ def applies_to(method: Any) -> bool:
 def resolve(value: Any, num_levels: int) -> "ViewmakerConfig":
     """``ModelSpec.viewmaker`` (a config or its dict) checked, its levels resolved (default: all)."""
     return ViewmakerConfig.from_value(value).resolved(num_levels)
+
+
+def check_config(config: Any, facts: Any) -> None:
+    """Cross-field rules of ``plugins.viewmaker`` and the ``viewmaker`` augmentation group (the
+    experiment config, hac_tf/plugins/base.py ``ConfigFacts``): the group is the last add-one group;
+    enabled, the plug-in needs a method without a queue, a level that uses the group and views
+    whose side is a multiple of 4; disabled, no level may use the group. Raises ValueError."""
+    a, method = config.augment, config.model.method
+    levels = [k + 1 for k, groups in enumerate(facts.level_groups) if "viewmaker" in groups]
+    if a.policy == "add_one" and "viewmaker" in a.order and a.order[-1] != "viewmaker":
+        raise ValueError(f"augment.order={list(a.order)}: 'viewmaker' must be the last add-one group")
+    if facts.section.enabled:
+        if method not in facts.applicable:
+            raise ValueError(f"plugins.viewmaker applies to {list(facts.applicable)}, not model.method={method!r} "
+                             f"(MoCo's queue would hold the encoder pass's keys during the adversarial pass)")
+        if not levels:
+            raise ValueError("plugins.viewmaker.enabled=true but no view level uses the 'viewmaker' group: add it "
+                             "to augment.groups (two_view/uniform/strength) or last in augment.order (add_one)")
+        if config.data.image_size % 4:
+            raise ValueError(f"plugins.viewmaker needs data.image_size divisible by 4, got {config.data.image_size}")
+    elif levels:
+        raise ValueError(f"view level(s) {levels} use the 'viewmaker' augmentation group but "
+                         f"plugins.viewmaker.enabled=false")
+
+
 #: key of the recorded "parameter" of a perturbed view
 VIEWMAKER_PARAM = "viewmaker"
 _OWNER = "ViewmakerConfig"
@@ -277,8 +302,10 @@ class ViewmakerModule(PluginLayer):
         self.generator.build()
         self.built = True
 
-    #: the generator has its own Adam and objective (the adversarial pass)
+    #: the generator has its own Adam and objective (the adversarial pass), checkpointed as
+    #: ``adversarial_optimizer``
     own_objective = True
+    objective_name = "adversarial"
 
     @property
     def learning_rate(self) -> float:

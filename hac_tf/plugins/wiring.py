@@ -1,7 +1,8 @@
-"""Experiment config (``plugins`` section) -> the plug-in fields of a ModelSpec.
+"""Experiment config (``plugins`` section) -> the plug-in fields of a ModelSpec, and the source keys
+the enabled plug-ins read.
 
 Kept apart from ``hac_tf.training.builders`` so the builders only call
-:func:`plugin_spec_kwargs`. Everything a plug-in needs from the data or the view policy (its run
+:func:`plugin_spec_kwargs` and :func:`source_keys`. Everything a plug-in needs from the data or the view policy (its run
 facts: MoCHi's start step, EquiMod's standardisation constants, AugSelf's divisors, the
 Viewmaker's levels) is worked out here, once per run, by the plug-in's own ``from_section``
 (hac_tf/plugins/base.py), and saved with the run's resolved spec (``<model_dir>/model_spec.json``).
@@ -9,7 +10,7 @@ Viewmaker's levels) is worked out here, once per run, by the plug-in's own ``fro
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Tuple
 
 from hac_tf.plugins import PLUGIN_MODULES
 from hac_tf.plugins.base import RunFacts
@@ -17,6 +18,14 @@ from hac_tf.plugins.base import RunFacts
 
 def any_enabled(config: Any) -> bool:
     return any(getattr(config.plugins, name).enabled for name in PLUGIN_MODULES)
+
+
+def source_keys(config: Any) -> Tuple[str, ...]:
+    """Keys of the source batch, besides the view levels, that the enabled plug-ins read (their
+    ``SOURCE_KEYS``, e.g. EquiMod's ``"images"``): the training pipeline keeps them."""
+    keys = (k for name, module in PLUGIN_MODULES.items() if getattr(config.plugins, name).enabled
+            for k in getattr(module, "SOURCE_KEYS", ()))
+    return tuple(dict.fromkeys(keys))
 
 
 def plugin_spec_kwargs(

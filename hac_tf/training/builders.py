@@ -15,6 +15,7 @@ from hac_tf.augment import AugmentationSettings, build_policy, make_view_dataset
 from hac_tf.augment.policies import ViewPolicy
 from hac_tf.data import build_source, resolution
 from hac_tf.methods import ModelSpec, method_class
+from hac_tf.plugins.wiring import any_enabled, plugin_spec_kwargs, source_keys
 from hac_tf.training.config import ExperimentConfig
 
 
@@ -173,9 +174,9 @@ def train_views(c: ExperimentConfig, policy: ViewPolicy, start_step: int = 0) ->
     src = src.shuffle(min(c.data.shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True).repeat()
     if resolution.needs_training_stage(info.image_shape, max_side):
         src = resolution.training_stage(src, max_side)  # after the shuffle: the buffer holds no canvases
-    keep = ("images",) if c.plugins.equimod.enabled else ()  # EquiMod's x_0: the source images
+    keep = source_keys(c)  # what the enabled plug-ins read besides the views (EquiMod's x_0: "images")
     views = make_view_dataset(src, policy, c.data.batch_size, seed=seed, start_batch=start_step,
-                              keep_images=bool(keep))
+                              keep_images="images" in keep)
 
     def strip(batch):
         return {k: v for k, v in batch.items() if k.startswith("level_") or k in keep}
@@ -218,8 +219,6 @@ def model_spec_kwargs(c: ExperimentConfig, steps_per_epoch_hint: Optional[int] =
         if not (starts[name] == 0 and value == 0):  # 0: the config's "method default" of a shared setting
             kw[name] = value
     # --- plug-ins (hac_tf.plugins.wiring)
-    from hac_tf.plugins.wiring import any_enabled, plugin_spec_kwargs
-
     if any_enabled(c):
         kw.update(plugin_spec_kwargs(c, augmentation_settings(c), lambda s: view_policy(c, s),
                                      lambda: steps_per_epoch_hint or steps_per_epoch(c)))

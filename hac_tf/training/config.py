@@ -27,10 +27,12 @@ import yaml
 from official.modeling import hyperparams
 
 from hac_tf import schema
+from hac_tf.augment.policies import GROUPS
 from hac_tf.methods import ModelSpec, method_class, method_names
 from hac_tf.methods.registry import all_setting_names, setting_owners
 from hac_tf.methods.spec import EMBED_FIELD_NAMES
 from hac_tf.plugins import PLUGIN_MODULES
+from hac_tf.plugins.base import ConfigFacts
 from hac_tf.plugins.settings import section_values
 from hac_tf.schema import one_of, ranged
 
@@ -265,16 +267,17 @@ CHOICES: Dict[str, Sequence[Any]] = {
 RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     p: schema.rule_of(f).as_tuple() for p, f in _walk_fields(ExperimentConfig)
     if isinstance(schema.rule_of(f), schema.Range)}
-AUG_GROUPS = ("crop_jitter", "grayscale", "blur", "flip", "rotation", "solarize", "viewmaker", "crop", "jitter",
-              "jitter_grayscale")
+AUG_GROUPS = GROUPS  # the view policy's augmentation groups (hac_tf/augment/policies.py)
 EMBED_FIELDS = EMBED_FIELD_NAMES
-#: list fields: every element is checked (value set, per-position range or sign) in _cross_checks /
-#: _plugin_checks; listed here so tests/training/test_config.py can prove no field is unchecked.
+#: list fields: every element is checked (value set, per-position range or sign) in _cross_checks,
+#: and those of an enabled plug-in's section by its config class (_plugin_config: the plug-in
+#: configs check their list fields on construction); listed here so tests/training/test_config.py
+#: can prove no field is unchecked.
 CHECKED_LIST_FIELDS = (
     "data.label_keys", "augment.order", "augment.groups", "augment.jitter_strength", "model.level_depths",
-    "model.loss_weights", "model.embed_fields", "plugins.equimod.levels", "plugins.equimod.fields",
-    "plugins.augself.targets", "plugins.augself.weights", "plugins.augself.levels",
-)
+    "model.loss_weights", "model.embed_fields",
+) + tuple(f"plugins.{name}.{f.name}" for name, cls in PLUGIN_SECTIONS.items() for f in dataclasses.fields(cls)
+          if typing.get_origin(typing.get_type_hints(cls)[f.name]) in (tuple, list))
 #: free-form strings (paths, split names, names) and flags: type-checked only (booleans must be
 #: true/false; a path is checked when it is used, with a clear error).
 FREE_FIELDS = (
@@ -429,34 +432,25 @@ def _plugin_config(name: str, section: Any, num_levels: int) -> Any:
 
 
 def _plugin_checks(c: ExperimentConfig) -> None:
-    """Cross-field rules of the plug-ins (hac_tf.plugins): each enabled plug-in applies to the method
-    and its section makes a valid plug-in config."""
-    p, method = c.plugins, c.model.method
-    n_levels = num_view_levels(c)
-    takes = {name: method_names(module.applies_to) for name, module in PLUGIN_MODULES.items()}
-    if p.mochi.enabled and method not in takes["mochi"]:
-        raise ConfigError(f"plugins.mochi needs a method with negatives ({list(takes['mochi'])}), not {method!r}")
-    if p.equimod.enabled and method not in takes["equimod"]:
-        raise ConfigError(f"plugins.equimod applies to {list(takes['equimod'])}, not model.method={method!r}")
-    for name in ("mochi", "equimod", "augself"):
-        if getattr(p, name).enabled:
-            _plugin_config(name, getattr(p, name), n_levels)
-    groups = _level_groups(c)
-    vm_levels = [k + 1 for k, g in enumerate(groups) if "viewmaker" in g]
-    if c.augment.policy == "add_one" and "viewmaker" in c.augment.order and c.augment.order[-1] != "viewmaker":
-        raise ConfigError(f"augment.order={list(c.augment.order)}: 'viewmaker' must be the last add-one group")
-    if p.viewmaker.enabled:
-        if method not in takes["viewmaker"]:
-            raise ConfigError(f"plugins.viewmaker applies to {list(takes['viewmaker'])}, not model.method={method!r} "
-                              f"(MoCo's queue would hold the encoder pass's keys during the adversarial pass)")
-        if not vm_levels:
-            raise ConfigError("plugins.viewmaker.enabled=true but no view level uses the 'viewmaker' group: add it "
-                              "to augment.groups (two_view/uniform/strength) or last in augment.order (add_one)")
-        if c.data.image_size % 4:
-            raise ConfigError(f"plugins.viewmaker needs data.image_size divisible by 4, got {c.data.image_size}")
-    elif vm_levels:
-        raise ConfigError(f"view level(s) {vm_levels} use the 'viewmaker' augmentation group but "
-                          f"plugins.viewmaker.enabled=false")
+    """Rules of the plug-ins (hac_tf.plugins), in plug-in order and naming none: each plug-in's own
+    cross-field rules (its ``check_config``, run whether it is enabled or not), then, enabled, that
+    it applies to ``model.method`` and that its section makes a valid plug-in config."""
+    method, n_levels = c.model.method, num_view_levels(c)
+    groups = tuple(_level_groups(c))
+    for name, module in PLUGIN_MODULES.items():
+        section = getattr(c.plugins, name)
+        applicable = method_names(module.applies_to)
+        check = getattr(module, "check_config", None)
+        if check is not None:
+            try:
+                check(c, ConfigFacts(section, applicable, groups))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        if not section.enabled:
+            continue
+        if method not in applicable:
+            raise ConfigError(f"plugins.{name} applies to {list(applicable)}, not model.method={method!r}")
+        _plugin_config(name, section, n_levels)
 
 
 def num_view_levels(c: ExperimentConfig) -> int:

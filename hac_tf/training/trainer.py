@@ -6,6 +6,8 @@ everywhere. One step:
     per replica: loss, metrics = model.compute_loss(batch)   (loss = mean over its rows)
                  grads = d(loss / num_replicas)/dw (+ coupled L2 for SGD), summed across replicas
                  optimizer(s).apply; model.update_targets(step)  (EMA / momentum encoders)
+                 then, for each plug-in with an objective of its own (own_objective, e.g. the
+                 Viewmaker's generator): its objective on the same batch, its own optimizer
 
 Resumption: the checkpoint holds the model (incl. EMA targets and MoCo queues), the optimizers and
 the step. The input pipeline is a pure function of (seed, step) (see builders.train_views), so
@@ -21,7 +23,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import keras
 import numpy as np
@@ -68,6 +70,40 @@ def _peer_failure_summary(error: Exception) -> str:
         if hit:
             return hit[:300]
     return (lines[0] if lines else type(error).__name__)[:300]
+
+
+class OwnObjective(NamedTuple):
+    """A plug-in whose variables have an objective of their own (``PluginLayer.own_objective``,
+    hac_tf/plugins/base.py): its layer, its trainable variables, its optimizer and, with
+    mixed_float16, its own loss scale (one per backward pass)."""
+
+    plugin: Any
+    variables: List[tf.Variable]
+    optimizer: keras.optimizers.Optimizer
+    loss_scale: Optional[DynamicLossScale]
+
+    @property
+    def name(self) -> str:
+        """Its ``objective_name``: the checkpoint keys ``<name>_optimizer``, ``<name>_loss_scale``."""
+        return self.plugin.objective_name
+
+
+def _own_objectives(model, loss_scale_args: Optional[tuple]) -> List[OwnObjective]:
+    """The model's own-objective plug-ins, their optimizers built (call inside the strategy scope)."""
+    out = []
+    for plugin in model.plugin_layers:
+        if not plugin.own_objective:
+            continue
+        variables = list(plugin.trainable_weights)
+        optimizer = plugin.build_optimizer()
+        optimizer.build(variables)
+        scale = None if loss_scale_args is None else DynamicLossScale(
+            *loss_scale_args, name=f"{plugin.objective_name}_loss_scale")
+        out.append(OwnObjective(plugin, variables, optimizer, scale))
+    names = [o.name for o in out]
+    if len(set(names)) != len(names) or not all(names):
+        raise ValueError(f"plug-ins with an objective of their own need distinct objective_name values, got {names}")
+    return out
 
 
 class CheckpointWriteError(OSError):
@@ -133,22 +169,17 @@ class Trainer:
                                                       c.optimizer.weight_decay, c.optimizer.lars_eta,
                                                       c.optimizer.clipnorm)
                 self.pred_optimizer.build(self.pred_vars)
-            # plug-in: a model-provided adversarial variable group (Viewmaker) with its own Adam
-            self.adv_vars = list(getattr(self.model, "adversarial_variables", None) or [])
-            self.adv_optimizer = None
-            if self.adv_vars:
-                self.adv_optimizer = keras.optimizers.Adam(self.model.adversarial_learning_rate,
-                                                           name="adversarial_adam")
-                self.adv_optimizer.build(self.adv_vars)
             # float16 only: dynamic loss scaling, one scale per backward pass (loss_scaling.py):
-            # main + predictor optimizers share one, the Viewmaker adversary has its own.
+            # main + predictor optimizers share one, each own-objective plug-in has its own.
             self.loss_scale: Optional[DynamicLossScale] = None
-            self.adv_loss_scale: Optional[DynamicLossScale] = None
+            scale_args = None
             if c.train.mixed_precision == "mixed_float16":
                 scale_args = (c.train.loss_scale_initial, c.train.loss_scale_growth_steps)
                 self.loss_scale = DynamicLossScale(*scale_args, name="loss_scale")
-                if self.adv_vars:
-                    self.adv_loss_scale = DynamicLossScale(*scale_args, name="adversarial_loss_scale")
+            # plug-ins whose variables have an objective of their own (the Viewmaker's generator):
+            # each its own optimizer and step, through the plug-in interface's hooks
+            self.own_objectives = _own_objectives(self.model, scale_args)
+            if self.loss_scale is not None:
                 note = f"mixed_float16: {self.loss_scale.describe()}"
                 logging.info("%s", note)
                 if self.chief:  # the run's log (stderr, where the progress bar goes): one line at start
@@ -158,12 +189,13 @@ class Trainer:
         trackables: Dict[str, Any] = dict(model=self.model, optimizer=self.optimizer, step=self.global_step)
         if self.pred_optimizer is not None:
             trackables["predictor_optimizer"] = self.pred_optimizer
-        if self.adv_optimizer is not None:
-            trackables["adversarial_optimizer"] = self.adv_optimizer
+        for own in self.own_objectives:
+            trackables[f"{own.name}_optimizer"] = own.optimizer
         if self.loss_scale is not None:  # so a resumed float16 run continues with the same scale
             trackables["loss_scale"] = self.loss_scale
-        if self.adv_loss_scale is not None:
-            trackables["adversarial_loss_scale"] = self.adv_loss_scale
+        for own in self.own_objectives:
+            if own.loss_scale is not None:
+                trackables[f"{own.name}_loss_scale"] = own.loss_scale
         self.checkpoint = tf.train.Checkpoint(**trackables)
         ckpt_dir = os.path.join(model_dir, "checkpoints")
         if not self.chief:  # other workers write to a scratch dir (collective save), removed later
@@ -295,9 +327,9 @@ class Trainer:
         sgd_decay = c.optimizer.weight_decay if c.optimizer.name == "sgd" else 0.0
         total_steps = self.total_steps
         main_vars, pred_vars = self.main_vars, self.pred_vars
-        adv_vars = self.adv_vars
+        own_objectives = self.own_objectives
         # mixed_float16 only (None otherwise, and the step below is the unscaled one, op for op)
-        loss_scale, adv_loss_scale = self.loss_scale, self.adv_loss_scale
+        loss_scale = self.loss_scale
 
         def step_fn(batch):
             replicas = tf.distribute.get_replica_context().num_replicas_in_sync
@@ -328,22 +360,22 @@ class Trainer:
             if hasattr(model, "update_targets"):
                 model.update_targets(step, total_steps)
             metrics = dict(metrics)
-            if adv_vars:  # plug-in (Viewmaker): the adversary's step, fresh forward on the same batch
-                with tf.GradientTape() as adv_tape:
-                    adv_loss, adv_metrics = model.adversarial_loss(batch, training=True, step=step)
-                    adv_scaled = tf.cast(adv_loss, tf.float32) / tf.cast(replicas, tf.float32)
-                    if adv_loss_scale is not None:
-                        adv_scaled = adv_loss_scale.scale_loss(adv_scaled)
-                adv_grads = adv_tape.gradient(adv_scaled, adv_vars)
-                if adv_loss_scale is not None:
-                    adv_grads = adv_loss_scale.unscale(adv_grads)
-                adv_pairs = [(g, v) for g, v in zip(adv_grads, adv_vars) if g is not None]
-                if adv_loss_scale is None:
-                    self.adv_optimizer.apply_gradients(adv_pairs)
+            for own in own_objectives:  # e.g. the Viewmaker's adversary: a fresh forward on the same batch
+                with tf.GradientTape() as own_tape:
+                    own_loss, own_metrics = own.plugin.objective(model, batch, training=True, step=step)
+                    own_scaled = tf.cast(own_loss, tf.float32) / tf.cast(replicas, tf.float32)
+                    if own.loss_scale is not None:
+                        own_scaled = own.loss_scale.scale_loss(own_scaled)
+                own_grads = own_tape.gradient(own_scaled, own.variables)
+                if own.loss_scale is not None:
+                    own_grads = own.loss_scale.unscale(own_grads)
+                own_pairs = [(g, v) for g, v in zip(own_grads, own.variables) if g is not None]
+                if own.loss_scale is None:
+                    own.optimizer.apply_gradients(own_pairs)
                 else:  # its own scale: its own backward pass (a skip here leaves the main step alone)
-                    adv_loss_scale.apply_if_finite([(self.adv_optimizer, adv_pairs)])
-                    metrics["adversarial_loss_scale"] = tf.identity(adv_loss_scale.scale)
-                metrics.update(adv_metrics)
+                    own.loss_scale.apply_if_finite([(own.optimizer, own_pairs)])
+                    metrics[f"{own.name}_loss_scale"] = tf.identity(own.loss_scale.scale)
+                metrics.update(own_metrics)
             self.global_step.assign_add(1)
             metrics["loss"] = loss
             # per-replica norm of the (scaled) local gradient: a NaN/Inf anywhere shows up here

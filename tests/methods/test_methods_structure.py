@@ -41,6 +41,20 @@ def test_the_model_names_no_plugin_and_the_config_no_method():
         assert not words & set(METHOD_NAMES), (path, sorted(words & set(METHOD_NAMES)))
 
 
+def test_the_training_package_names_no_plugin():
+    """The trainer, the builders and the config loop over the plug-ins and use their hooks
+    (own_objective, SOURCE_KEYS, check_config; hac_tf/plugins/base.py): no name, attribute or
+    string of their code contains a plug-in's name (comments and docstrings may)."""
+    training = os.path.join(PACKAGE, "hac_tf", "training")
+    named = {}
+    for filename in sorted(f for f in os.listdir(training) if f.endswith(".py")):
+        words = set(_code_strings(_tree(os.path.join("hac_tf", "training", filename))))
+        hits = sorted(w for w in words if any(p in w.lower() for p in PLUGIN_MODULES))
+        if hits:
+            named[filename] = hits
+    assert named == {}
+
+
 def _runtime_imports(module: str) -> Set[str]:
     """hac_tf.methods modules imported by ``module`` outside ``if TYPE_CHECKING:`` blocks."""
     tree = _tree(os.path.join("hac_tf", "methods", f"{module}.py"))

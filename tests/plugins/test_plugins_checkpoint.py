@@ -23,7 +23,7 @@ def test_checkpoint_round_trip_with_every_plugin(tmp_path):
     assert list(paths)[: len(base.checkpoint_variables())] == list(base.checkpoint_variables())  # base unchanged
     batch = random_batch(np.random.default_rng(0), 2)
     model.compute_loss(batch, step=tf.constant(1, tf.int64))  # moves BN statistics of the heads
-    for v in model.adversarial_variables:
+    for v in model.viewmaker.trainable_weights:
         v.assign(v + 0.01)
     path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
     fresh = build(ModelSpec.from_dict(spec.to_dict()), seed=5)

@@ -4,7 +4,9 @@ the adversarial Adam's moments)."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+import tensorflow as tf
 from hacplugins_helpers import FIXTURE_FMNIST
 
 from hac_tf.training.config import load_config
@@ -42,16 +44,42 @@ def test_viewmaker_after_expert_augmentations_trains_end_to_end(tmp_path):
     trainer = Trainer(c, str(tmp_path))
     model = trainer.model
     assert model.spec.viewmaker.levels == (1,)
-    gen0, enc0 = snapshot(model.adversarial_variables), snapshot(trainer.main_vars)
+    (own,) = trainer.own_objectives  # the generator, trained through the plug-in's own_objective hook
+    assert own.plugin is model.viewmaker
+    assert [id(v) for v in own.variables] == [id(v) for v in model.viewmaker.trainable_weights]
+    gen0, enc0 = snapshot(own.variables), snapshot(trainer.main_vars)
     out = trainer.train()
     assert out["step"] == 2 and np.isfinite(out["loss"])
     assert out["viewmaker/adversarial_loss"] == -out["viewmaker/contrastive_loss"] < 0
-    assert int(trainer.adv_optimizer.iterations.numpy()) == 2
-    assert any(not np.array_equal(a, b) for a, b in zip(gen0, snapshot(model.adversarial_variables)))
+    assert int(own.optimizer.iterations.numpy()) == 2
+    saved = [name for name, _ in tf.train.list_variables(trainer.manager.latest_checkpoint)]
+    assert any(name.startswith("adversarial_optimizer/") for name in saved)  # the key runs before had
+    assert any(not np.array_equal(a, b) for a, b in zip(gen0, snapshot(own.variables)))
     assert any(not np.array_equal(a, b) for a, b in zip(enc0, snapshot(trainer.main_vars)))
     fresh = assert_restores(tmp_path, c, trainer)
-    for a, b in zip(fresh.adv_optimizer.variables, trainer.adv_optimizer.variables):  # Adam moments too
+    for a, b in zip(fresh.own_objectives[0].optimizer.variables, own.optimizer.variables):  # Adam moments too
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_viewmaker_under_float16_has_its_own_loss_scale(tmp_path):
+    """mixed_float16: the generator's backward pass has a dynamic loss scale of its own, reported
+    and checkpointed under the objective's name (hac_tf/training/loss_scaling.py)."""
+    c = load_config(None, TINY + ["model.method=simclr", "augment.policy=two_view",
+                                  "augment.groups=[crop_jitter,viewmaker]", "model.level_depths=[4]",
+                                  "model.embed_fields=[]", "plugins.viewmaker.enabled=true",
+                                  "plugins.viewmaker.base_channels=4", "plugins.viewmaker.num_res_blocks=1",
+                                  "train.mixed_precision=mixed_float16"])
+    try:
+        trainer = Trainer(c, str(tmp_path))
+        (own,) = trainer.own_objectives
+        assert own.loss_scale is not None and own.loss_scale is not trainer.loss_scale
+        out = trainer.train()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(out["loss"]) and out["adversarial_loss_scale"] > 0 and out["loss_scale"] > 0
+    saved = [name for name, _ in tf.train.list_variables(trainer.manager.latest_checkpoint)]
+    assert any(name.startswith("adversarial_loss_scale/") for name in saved)
+    assert any(name.startswith("adversarial_optimizer/") for name in saved)
 
 
 def test_mochi_equimod_augself_compose_in_one_hierarchical_run(tmp_path):
@@ -64,7 +92,7 @@ def test_mochi_equimod_augself_compose_in_one_hierarchical_run(tmp_path):
         "plugins.augself.enabled=true", "plugins.augself.hidden_dim=8", "plugins.augself.levels=[1,2]"])
     trainer = Trainer(c, str(tmp_path))
     assert trainer.model.spec.plugin_names == ("mochi", "equimod", "augself")
-    assert trainer.adv_optimizer is None
+    assert trainer.own_objectives == []
     heads0 = snapshot(trainer.model.equimod.trainable_weights + trainer.model.augself.trainable_weights)
     out = trainer.train()
     for key in ("level_2/equimod_loss", "level_1/augself_crop_loss", "level_2/augself_colour_loss", "loss"):

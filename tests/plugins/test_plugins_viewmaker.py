@@ -76,14 +76,16 @@ def test_batch_transform_records_the_norm_and_isolates_gradients():
     assert out["level_1"] is batch["level_1"]  # other levels untouched
     np.testing.assert_allclose(out["level_2"]["params_a"]["viewmaker"].numpy(), 0.05, rtol=1e-5)
     assert not np.allclose(out["level_2"]["view_a"].numpy(), batch["level_2"]["view_a"].numpy())
-    adv_ids = {id(v) for v in model.adversarial_variables}
+    generator = model.viewmaker.trainable_weights  # its own objective: not the encoder's variables
+    assert model.viewmaker.own_objective and model.viewmaker.objective_name == "adversarial"
+    adv_ids = {id(v) for v in generator}
     assert adv_ids and not adv_ids & {id(v) for v in model.trainable_variables}
     with tf.GradientTape() as tape:
         loss, _ = model.compute_loss(batch, step=tf.constant(0, tf.int64))
-    assert all(g is None for g in tape.gradient(loss, model.adversarial_variables))  # G's views are constants
+    assert all(g is None for g in tape.gradient(loss, generator))  # G's views are constants
     with tf.GradientTape() as tape:
-        adv, metrics = model.adversarial_loss(batch, step=tf.constant(0, tf.int64))
-    grads = tape.gradient(adv, model.adversarial_variables)
+        adv, metrics = model.viewmaker.objective(model, batch, step=tf.constant(0, tf.int64))
+    grads = tape.gradient(adv, generator)
     assert all(g is not None for g in grads) and sum(float(tf.reduce_sum(tf.abs(g))) for g in grads) > 0
     np.testing.assert_allclose(float(adv), -float(metrics["viewmaker/contrastive_loss"]))
 
@@ -97,13 +99,14 @@ def test_step_signs_viewmaker_ascends_encoder_descends():
     step = tf.constant(5, tf.int64)
 
     def contrastive():  # L on the adversarial pass's views (fixed noise for a fixed step)
-        return -float(model.adversarial_loss(batch, step=step)[0])
+        return -float(model.viewmaker.objective(model, batch, step=step)[0])
 
     l0 = contrastive()
-    adam = keras.optimizers.Adam(1e-3)
+    adam = model.viewmaker.build_optimizer()  # Adam at the config's learning rate (1e-3)
+    generator = model.viewmaker.trainable_weights
     with tf.GradientTape() as tape:
-        adv, _ = model.adversarial_loss(batch, step=step)
-    adam.apply_gradients(zip(tape.gradient(adv, model.adversarial_variables), model.adversarial_variables))
+        adv, _ = model.viewmaker.objective(model, batch, step=step)
+    adam.apply_gradients(zip(tape.gradient(adv, generator), generator))
     l1 = contrastive()
     enc_vars = model.trainable_variables
     before = float(model.compute_loss(batch, step=step)[0])
