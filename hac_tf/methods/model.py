@@ -61,8 +61,8 @@ from hac_tf.models import (
     build_stage_branches,
     per_view_batch_norm,
 )
-from hac_tf.plugins import PLUGIN_MODULES
 from hac_tf.plugins.base import LevelFeatures, PluginLayer
+from hac_tf.plugins.registry import plugin_modules
 
 
 class _LevelForward(NamedTuple):
@@ -205,7 +205,7 @@ class HierarchicalContrastiveModel(keras.Model):
         # variable paths and order are unchanged; model.<plug-in name> is its layer (None when off)
         feature_dim = self.online.backbone.feature_dim
         names = []
-        for name, module in PLUGIN_MODULES.items():
+        for name, module in plugin_modules().items():
             config = getattr(spec, name)
             layer = None if config is None else module.build_layer(config, feature_dim, sync_bn=spec.sync_bn)
             setattr(self, name, layer)

@@ -27,13 +27,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
 from hac_tf import schema
 from hac_tf.augment.params import PARAM_WIDTHS
-from hac_tf.losses import MochiConfig
 from hac_tf.methods.base import Method, MethodSettings
 from hac_tf.methods.registry import method_class, method_names, setting_owners
-from hac_tf.plugins import PLUGIN_MODULES
-from hac_tf.plugins import augself as augself_plugin
-from hac_tf.plugins import equimod as equimod_plugin
-from hac_tf.plugins import viewmaker as viewmaker_plugin
+from hac_tf.plugins.registry import plugin_modules
 from hac_tf.schema import CODE_ONLY, free, one_of, ranged
 
 EMBED_FIELD_NAMES: Tuple[str, ...] = ("colour", "color") + tuple(PARAM_WIDTHS)
@@ -50,8 +46,8 @@ def _fail(field: str, message: str) -> None:
 class ModelSpec:
     """Definition of a :class:`~hac_tf.methods.HierarchicalContrastiveModel`.
 
-    Construct it with keyword arguments: the fields below and the method's settings by name
-    (``ModelSpec(method="moco", temperature=0.1, moco_queue_size=65536)``).
+    Construct it with keyword arguments: the fields below, the method's settings and the plug-ins
+    by name (``ModelSpec(method="moco", temperature=0.1, moco_queue_size=65536, mochi={...})``).
 
     Attributes:
       method: base method, a registered name (``hac_tf.methods.METHOD_NAMES``).
@@ -80,12 +76,14 @@ class ModelSpec:
       settings: the method settings given explicitly, as sorted ``(name, value)`` pairs (read them
         resolved with :attr:`method_settings` or :meth:`setting`; ``spec.<name>`` is the given
         value or None).
-      mochi: optional MoCHi hard-negative mixing (methods with a softmax temperature), a
-        MochiConfig or its dict.
-      equimod, augself, viewmaker: optional plug-ins (hac_tf.plugins; docs/PLUGINS.md), each a
-        config object or its dict; each plug-in states the methods it applies to. Their
-        ``levels`` are resolved here (EquiMod / AugSelf: the last level by default; Viewmaker:
-        every level by default).
+      plugins: the enabled plug-ins (hac_tf.plugins; docs/PLUGINS.md), as ``(name, config)``
+        pairs in plug-in order. Give each by its registered name (``mochi=``, ``equimod=``,
+        ``augself=``, ``viewmaker=``, ...: a config object of the plug-in's CONFIG_CLASS or its
+        dict; None = off) and read it the same way (``spec.viewmaker``: its config or None);
+        each plug-in states the methods it applies to. Their ``levels`` are resolved here
+        (EquiMod / AugSelf: the last level by default; Viewmaker: every level by default). The
+        names come from the plug-in registry (hac_tf/plugins/registry.py), so a new plug-in
+        module needs no field here.
     """
 
     # the experiment config's ``model`` section is generated from these fields (a config file
@@ -110,11 +108,8 @@ class ModelSpec:
     predictor_hidden_dim: Optional[int] = ranged(None, *_HEAD_DIM, config_default=0)
     predictor_out_dim: Optional[int] = ranged(None, *_HEAD_DIM, config_default=0)
     settings: Tuple[Tuple[str, Any], ...] = free((), config_default=CODE_ONLY)
-    # --- plug-ins (hac_tf.plugins; the config's ``plugins`` section) ---
-    mochi: Optional[MochiConfig] = free(None, config_default=CODE_ONLY)
-    equimod: Optional[equimod_plugin.EquiModConfig] = free(None, config_default=CODE_ONLY)
-    augself: Optional[augself_plugin.AugSelfConfig] = free(None, config_default=CODE_ONLY)
-    viewmaker: Optional[viewmaker_plugin.ViewmakerConfig] = free(None, config_default=CODE_ONLY)
+    # the enabled plug-ins (hac_tf.plugins; the config's ``plugins`` section), given by name
+    plugins: Tuple[Tuple[str, Any], ...] = free((), config_default=CODE_ONLY)
 
     def __init__(self, **kwargs: Any) -> None:
         fields = {f.name: f for f in dataclasses.fields(ModelSpec)}
@@ -122,17 +117,28 @@ class ModelSpec:
         if not isinstance(method, str) or method not in method_names():
             _fail("method", f"unknown method {method!r}; allowed: {', '.join(method_names())}")
         given = dict(kwargs.pop("settings", ()) or ())
+        plugins = dict(kwargs.pop("plugins", ()) or ())
+        registered = plugin_modules()
         for key in list(kwargs):
-            if key not in fields:
+            if key in registered:
+                plugins[key] = kwargs.pop(key)
+            elif key not in fields:
                 given[key] = kwargs.pop(key)
         for name, field in fields.items():
             object.__setattr__(self, name, kwargs.get(name, field.default))
         object.__setattr__(self, "settings", self._validated_settings(given))
+        unknown = sorted(set(plugins) - set(registered))
+        if unknown:
+            _fail(unknown[0], f"unknown plug-in; registered: {', '.join(registered)}")
+        object.__setattr__(self, "plugins", tuple((n, plugins[n]) for n in registered if plugins.get(n) is not None))
         self.__post_init__()
 
     def __getattr__(self, name: str) -> Any:
-        # ``spec.temperature`` & co.: the explicitly given setting, None when not given (or when
-        # it is a setting of another method); only called for names that are not fields.
+        # ``spec.viewmaker`` & co.: a plug-in's config, None when it is off; ``spec.temperature`` &
+        # co.: the explicitly given setting, None when not given (or when it is a setting of another
+        # method). Only called for names that are not fields.
+        if not name.startswith("_") and name in plugin_modules():
+            return dict(object.__getattribute__(self, "plugins")).get(name)
         if name.startswith("_") or not setting_owners(name):
             raise AttributeError(f"'ModelSpec' object has no attribute {name!r}")
         return dict(object.__getattribute__(self, "settings")).get(name)
@@ -232,22 +238,23 @@ class ModelSpec:
                   f"got {self.predictor_out_dim}")
 
     def _validate_plugins(self) -> None:
-        for name, module in PLUGIN_MODULES.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
+        registered = plugin_modules()
+        resolved = []
+        for name, value in self.plugins:
+            module = registered[name]
             if not module.applies_to(self.method_class):
                 _fail(name, f"applies to {', '.join(method_names(module.applies_to))} "
                       f"({module.APPLIES_TO}), not to method {self.method!r}")
             try:
-                self._set(name, module.resolve(value, self.num_levels))
+                resolved.append((name, module.resolve(value, self.num_levels)))
             except (TypeError, ValueError) as e:
                 _fail(name, str(e).replace("\n", " "))
+        self._set("plugins", tuple(resolved))
 
     @property
     def plugin_names(self) -> Tuple[str, ...]:
-        """The enabled plug-ins, e.g. ``("mochi", "augself")``."""
-        return tuple(n for n in PLUGIN_MODULES if getattr(self, n) is not None)
+        """The enabled plug-ins in plug-in order, e.g. ``("mochi", "augself")``."""
+        return tuple(name for name, _ in self.plugins)
 
     # ------------------------------------------------------------------ resolved settings
     @property
@@ -308,20 +315,25 @@ class ModelSpec:
     # ------------------------------------------------------------------ (de)serialisation
     @classmethod
     def field_names(cls) -> Tuple[str, ...]:
-        """Keys :meth:`from_dict` accepts: the fields (but ``settings``) and every method setting."""
+        """Keys :meth:`from_dict` accepts: the fields (but ``settings`` and ``plugins``), every
+        registered plug-in and every method setting."""
         from hac_tf.methods.registry import all_setting_names
 
-        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "settings") + all_setting_names()
+        fields = tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("settings", "plugins"))
+        return fields + tuple(plugin_modules()) + all_setting_names()
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain JSON-able dict: the fields, with the given settings flattened in by name."""
+        """Plain JSON-able dict: the fields, with the given settings and every registered plug-in
+        (its config's dict, None when off) flattened in by name."""
         out: Dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name == "settings":
                 out.update(dict(value))
-            elif field.name in PLUGIN_MODULES or field.name == "mochi":
-                out[field.name] = None if value is None else value.to_dict()
+            elif field.name == "plugins":
+                enabled = dict(value)
+                out.update({name: None if enabled.get(name) is None else enabled[name].to_dict()
+                            for name in plugin_modules()})
             elif isinstance(value, tuple):
                 out[field.name] = list(value)
             else:
@@ -348,7 +360,7 @@ class ModelSpec:
             kwargs[key] = value
         if lenient:
             method = method_class(kwargs.get("method", "simsiam"))
-            optional = {f.name for f in dataclasses.fields(cls) if f.default is None}
+            optional = {f.name for f in dataclasses.fields(cls) if f.default is None} | set(plugin_modules())
             for key in list(kwargs):
                 value = kwargs[key]
                 zero = value is None or (schema.is_real(value) and value == 0)

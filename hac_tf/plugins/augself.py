@@ -50,6 +50,8 @@ AUGSELF_TARGETS: Dict[str, int] = {"crop": 4, "colour": 4, "flip": 1, "blur": 1,
 REGRESSION_TARGETS = ("crop", "colour", "blur")
 FLIP_RULES = ("per_view", "code")
 _OWNER = "AugSelfConfig"
+#: place in the build and hook order of the plug-ins (hac_tf/plugins/registry.py)
+ORDER = 30
 #: keys of the config's plugins.augself section that are not model settings (none)
 SECTION_FIELDS: Dict[str, Any] = {}
 #: what a base method needs for AugSelf: nothing (its heads only read the depth features)

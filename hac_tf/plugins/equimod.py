@@ -70,6 +70,8 @@ EQUIMOD_FIELD_WIDTHS: Dict[str, int] = {
     "rotation": 1,
 }
 EQUIMOD_FIELDS: Tuple[str, ...] = tuple(EQUIMOD_FIELD_WIDTHS)
+#: place in the build and hook order of the plug-ins (hac_tf/plugins/registry.py)
+ORDER = 20
 #: keys of the config's plugins.equimod section that are not model settings: inputs of the run
 #: facts worked out once per run (hac_tf/plugins/wiring.py)
 SECTION_FIELDS = {"std_samples": ranged(1024, 16, 1 << 16)}  # policy samples for the standardisation constants

@@ -20,6 +20,8 @@ from typing import Any, Optional
 from hac_tf.losses import MochiConfig
 from hac_tf.schema import ranged
 
+#: place in the build and hook order of the plug-ins (hac_tf/plugins/registry.py)
+ORDER = 10
 #: the plug-in's settings (ModelSpec.mochi); the config's plugins.mochi section is generated from it
 CONFIG_CLASS = MochiConfig
 #: keys of the config's plugins.mochi section that are not fields of MochiConfig: the start in

@@ -54,6 +54,8 @@ from hac_tf.plugins.base import PluginLayer
 from hac_tf.plugins.settings import check_levels, config_from_value, fail, is_int, resolve_levels, section_values
 from hac_tf.schema import CODE_ONLY, free, ranged
 
+#: place in the build and hook order of the plug-ins (hac_tf/plugins/registry.py)
+ORDER = 40
 #: keys of the config's plugins.viewmaker section that are not model settings (none)
 SECTION_FIELDS: Dict[str, Any] = {}
 #: what a base method needs for the Viewmaker: no queue (MoCo's queue would hold the keys of the

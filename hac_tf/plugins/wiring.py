@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Tuple
 
-from hac_tf.plugins import PLUGIN_MODULES
 from hac_tf.plugins.base import RunFacts
+from hac_tf.plugins.registry import plugin_modules
 
 
 def any_enabled(config: Any) -> bool:
-    return any(getattr(config.plugins, name).enabled for name in PLUGIN_MODULES)
+    return any(getattr(config.plugins, name).enabled for name in plugin_modules())
 
 
 def source_keys(config: Any) -> Tuple[str, ...]:
     """Keys of the source batch, besides the view levels, that the enabled plug-ins read (their
     ``SOURCE_KEYS``, e.g. EquiMod's ``"images"``): the training pipeline keeps them."""
-    keys = (k for name, module in PLUGIN_MODULES.items() if getattr(config.plugins, name).enabled
+    keys = (k for name, module in plugin_modules().items() if getattr(config.plugins, name).enabled
             for k in getattr(module, "SOURCE_KEYS", ()))
     return tuple(dict.fromkeys(keys))
 
@@ -46,4 +46,4 @@ def plugin_spec_kwargs(
                      train_seed=config.train.seed, jitter_strength=tuple(config.augment.jitter_strength),
                      settings=settings, make_policy=make_policy, steps_per_epoch=steps_per_epoch)
     return {name: module.from_section(getattr(config.plugins, name), facts)
-            for name, module in PLUGIN_MODULES.items() if getattr(config.plugins, name).enabled}
+            for name, module in plugin_modules().items() if getattr(config.plugins, name).enabled}

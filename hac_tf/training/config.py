@@ -33,6 +33,7 @@ from hac_tf.methods.registry import all_setting_names, setting_owners
 from hac_tf.methods.spec import EMBED_FIELD_NAMES
 from hac_tf.plugins import PLUGIN_MODULES
 from hac_tf.plugins.base import ConfigFacts
+from hac_tf.plugins.registry import plugin_modules
 from hac_tf.plugins.settings import section_values
 from hac_tf.schema import one_of, ranged
 
@@ -419,7 +420,7 @@ def _level_groups(c: ExperimentConfig) -> List[Tuple[str, ...]]:
 def _plugin_config(name: str, section: Any, num_levels: int) -> Any:
     """The plug-in's config object built from its section (its own validation: the list fields,
     its levels against ``num_levels``), a ValueError turned into a ConfigError naming the key."""
-    module = PLUGIN_MODULES[name]
+    module = plugin_modules()[name]
     values = section_values(section, module.CONFIG_CLASS)
     if "seed" in values and values["seed"] is not None and values["seed"] < 0:  # MoCHi: -1 = train.seed
         values["seed"] = None
