@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from hac_tf.losses._common import as_float32, check_pair, check_positive, gather_rows, replica_info
 
+__all__ = ["barlow_twins"]
+
 
 def _standardize(z: tf.Tensor, eps: float) -> tf.Tensor:
     """Per-column (z - mean) / sqrt(var + eps) over the batch, biased variance: [B, d]."""

@@ -6,6 +6,8 @@ import tensorflow as tf
 
 from hac_tf.losses._common import as_float32, check_pair, l2_normalize
 
+__all__ = ["byol_loss", "negative_cosine", "symmetric_negative_cosine"]
+
 
 def _cosine(p: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
     """Row-wise cos(p, stop_gradient(z)) in float32: [B]."""

@@ -23,6 +23,8 @@ from hac_tf.losses.mochi import (
     mochi_logits,
 )
 
+__all__ = ["infonce_queue"]
+
 
 def infonce_queue(
     q: tf.Tensor,

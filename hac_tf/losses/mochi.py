@@ -41,6 +41,8 @@ from hac_tf.losses._common import (
 )
 from hac_tf.schema import CODE_ONLY, free, ranged
 
+__all__ = ["MochiConfig", "MochiDraws", "mochi_logits", "mochi_synthetic_negatives", "sample_mochi_draws"]
+
 SeedLike = Union[tf.Tensor, tuple, list]
 StepLike = Union[int, tf.Tensor, tf.Variable, None]
 

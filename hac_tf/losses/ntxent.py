@@ -37,6 +37,8 @@ from hac_tf.losses.mochi import (
     mochi_logits,
 )
 
+__all__ = ["equimod_nt_xent", "nt_xent"]
+
 
 def nt_xent(
     z_a: tf.Tensor,

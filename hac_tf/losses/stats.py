@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from hac_tf.losses._common import as_float32, check_pair, l2_normalize
 
+__all__ = ["similarity_stats"]
+
 
 def similarity_stats(z_a: tf.Tensor, z_b: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Similarity / collapse statistics of paired embeddings, float32 scalars (stop-gradient).

@@ -20,6 +20,8 @@ import tensorflow as tf
 
 from hac_tf.losses._common import as_float32, check_pair, check_positive, gather_rows, replica_info, static_shape
 
+__all__ = ["VICRegTerms", "vicreg_loss", "vicreg_terms"]
+
 Coefficient = Union[float, tf.Tensor]
 
 

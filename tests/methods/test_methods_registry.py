@@ -43,6 +43,16 @@ def test_names_and_traits_come_from_the_classes():
         method_class("nope")
 
 
+def test_every_registered_class_is_exported_by_its_class_name():
+    import hac_tf.methods as methods
+
+    for name in METHOD_NAMES:
+        cls = method_class(name)
+        assert getattr(methods, cls.__name__) is cls and cls.__name__ in methods.__all__, name
+    assert methods.VICReg is method_class("vicreg") and methods.BarlowTwins is method_class("barlow")
+    assert all(hasattr(methods, name) for name in methods.__all__)
+
+
 def test_register_rejects_an_inconsistent_class():
     class NoHead(Method):
         name_ = "nohead"
