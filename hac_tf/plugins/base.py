@@ -1,9 +1,12 @@
 """The plug-in interface: what a plug-in adds to the model, so that the model (and the trainer)
 loop over the enabled plug-ins without naming any.
 
-A plug-in is a module ``hac_tf/plugins/<name>.py`` (listed in ``PLUGIN_MODULES``,
-hac_tf/plugins/__init__.py, and a field of ``ModelSpec``) that provides
+A plug-in is a module ``hac_tf/plugins/<name>.py``, found and registered under its module name
+by hac_tf/plugins/registry.py (nothing else lists it: ``PLUGIN_MODULES`` and the ModelSpec's
+``<name>=`` keyword are derived from the registry), that provides
 
+  ORDER                        its place in the order the model builds the plug-ins' layers and
+                               runs their hooks (an int; mochi 10, equimod 20, augself 30, viewmaker 40)
   CONFIG_CLASS                 its settings: ``ModelSpec.<name>`` and the config's ``plugins.<name>``
                                section (generated from it, hac_tf/training/config.py)
   SECTION_FIELDS               config keys that are inputs of its run facts, not model settings
