@@ -134,30 +134,21 @@ def main(argv: List[str]) -> int:
         for k, v in ROWS.items():
             print(f"{k:40s} {v.config} batch={v.batch_sizes} px={v.image_size}")
         return 0
-    logged: List[Dict] = []
-    if f.from_jsonl:
-        try:
-            logged = _read_logged(f.from_jsonl)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        rows = list(dict.fromkeys(r["row"] for r in logged))
-    else:
-        rows = f.rows
+    from hac_tf.benchmarks.peer_figures import load_peer_figures, peer_columns, peer_memory_columns
+
+    try:  # the input files are checked before anything is measured
+        logged: List[Dict] = _read_logged(f.from_jsonl) if f.from_jsonl else []
+        peer = load_peer_figures(f.peer_json) if f.peer_json else None
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows = list(dict.fromkeys(r["row"] for r in logged)) if logged else f.rows
     for name in rows:
         if name not in ROWS:
             print(f"unknown row {name!r}; see --list_rows", file=sys.stderr)
             return 2
     precisions = f.precisions or [f.precision]
-    from hac_tf.benchmarks.peer_figures import load_peer_figures, peer_columns, peer_memory_columns
-
-    peer = None
-    if f.peer_json:
-        try:
-            peer = load_peer_figures(f.peer_json)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    if peer:
         print(peer.describe(), flush=True)
     import numpy as np
 
