@@ -36,7 +36,8 @@ from hac_tf.training import builders, checkpoint_integrity
 from hac_tf.training.builders import build_model
 from hac_tf.training.config import ExperimentConfig, to_yaml
 from hac_tf.training.loss_scaling import DynamicLossScale
-from hac_tf.training.optim import WarmupCosine, apply_weight_decay, build_optimizer, peak_learning_rate
+from hac_tf.training.optim import (WarmupCosine, apply_weight_decay, build_optimizer, excluded_from_decay,
+                                   peak_learning_rate)
 from hac_tf.training.preemption import PreemptionWatcher, TrainingPreempted
 from hac_tf.training.progress import MetricsLog, ProgressBar, Summaries
 from hac_tf.training.strategy import is_chief
@@ -162,7 +163,7 @@ class Trainer:
             self.pred_vars = pred_vars if self.fixed_pred else []
             self.optimizer.build(self.main_vars)
             if c.optimizer.name == "adamw":
-                self.optimizer.exclude_from_weight_decay(var_list=[v for v in self.main_vars if len(v.shape) <= 1])
+                self.optimizer.exclude_from_weight_decay(var_list=[v for v in self.main_vars if excluded_from_decay(v)])
             self.pred_optimizer = None
             if self.fixed_pred:
                 self.pred_optimizer = build_optimizer(c.optimizer.name, peak, c.optimizer.momentum,

@@ -49,3 +49,17 @@ def test_coupled_weight_decay():
     v = tf.Variable([1.0, -2.0])
     (g,) = apply_weight_decay([tf.constant([0.5, 0.5])], [v], 0.1)
     np.testing.assert_allclose(g.numpy(), [0.6, 0.3])
+
+
+def test_adamw_run_decays_kernels_but_not_biases_or_batchnorm(tmp_path):
+    """The trainer's AdamW excludes exactly the rank <= 1 variables (optim.excluded_from_decay)."""
+    from hac_tf.training.config import load_config
+    from hac_tf.training.trainer import Trainer
+    from tiny import tiny_overrides
+
+    config = load_config(None, tiny_overrides("model.method=simclr", "optimizer.name=adamw",
+                                              "optimizer.weight_decay=0.05"))
+    trainer = Trainer(config, str(tmp_path / "run"))
+    decayed = {v.path for v in trainer.main_vars if trainer.optimizer._use_weight_decay(v)}
+    kernels = {v.path for v in trainer.main_vars if len(v.shape) >= 2}
+    assert decayed == kernels and kernels and len(kernels) < len(trainer.main_vars)
