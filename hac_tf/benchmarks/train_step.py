@@ -168,18 +168,44 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
 RESULT_PREFIX = "RESULT "
 
 
+#: memory allocators a measuring process can use: ``onednn`` = TensorFlow's default with oneDNN on,
+#: which pools large blocks and keeps memory freed before the step (e.g. the transient second copy
+#: of an in-memory dataset) for the step to reuse unseen, so the step's resident growth is a lower
+#: bound of its peak; ``system`` = the C library's allocator (``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1``),
+#: which hands freed memory back (with ``malloc_trim``), so the growth is the step's own peak
+ALLOCATORS = ("onednn", "system")
+SYSTEM_ALLOCATOR_ENV = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"
+
+
+def child_environment(allocator: str = "onednn") -> Dict[str, str]:
+    """This process's environment for a measuring child using ``allocator`` (one of :data:`ALLOCATORS`).
+
+    Raises:
+      ValueError: an unknown allocator.
+    """
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {list(ALLOCATORS)}, got {allocator!r}")
+    env = {k: v for k, v in os.environ.items() if k != SYSTEM_ALLOCATOR_ENV}
+    if allocator == "system":
+        env[SYSTEM_ALLOCATOR_ENV] = "1"
+    return env
+
+
 def measure_in_fresh_process(name: str, batch_size: int, precision: str, steps: int,
-                             input_seconds: float) -> Dict[str, float]:
+                             input_seconds: float, allocator: str = "onednn") -> Dict[str, float]:
     """:func:`measure_row` in a new ``python -m hac_tf.cli.bench_train --_child=...`` process (peak
-    RSS is this row's, rows share no caches).
+    RSS is this row's, rows share no caches) using ``allocator`` (see :data:`ALLOCATORS`); the
+    result also names the allocator.
 
     Raises:
       RuntimeError: the child failed (its stderr tail is in the message).
+      ValueError: an unknown allocator.
     """
+    env = child_environment(allocator)
     args = [sys.executable, "-m", "hac_tf.cli.bench_train", f"--_child={name}:{batch_size}:{precision}",
             f"--steps={steps}", f"--input_seconds={input_seconds}"]
-    proc = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ))
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return dict(json.loads(line[len(RESULT_PREFIX):]), allocator=allocator)
     raise RuntimeError(f"benchmark of {name} batch {batch_size} {precision} failed:\n{proc.stderr[-3000:]}")

@@ -13,6 +13,7 @@ in the same run), and the input pipeline's delivered images/s (is the step input
   hac-bench-train --rows=paper_r18_imagenet_stem_32 --peer_json=peer_now.json   # + "x peer"
   hac-bench-train --rows=paper_r18_imagenet_stem_32 --jsonl=m.jsonl   # + every measurement logged
   hac-bench-train --from_jsonl=m.jsonl --peer_json=peer_now.json       # the table of logged runs
+  hac-bench-train --rows=paper_r18_imagenet_stem_96 --steps=1 --allocator=system   # the step's own memory
   hac-bench-train --list_rows
 
 Each (row, batch, precision) runs in a fresh process (peak RSS is that row's), repeats are
@@ -35,7 +36,10 @@ peer's). The file's path, age and point count are printed above the table. Witho
 no peer column: no figure from another run or machine is shown as if measured here.
 
 The compute measurement feeds one cached batch repeatedly, so it excludes input time; the input
-pipeline is measured separately in the same process.
+pipeline is measured separately in the same process. 'step GB' is the step's own peak only with
+``--allocator=system``: TensorFlow's default allocator with oneDNN keeps memory freed earlier in a
+pool (building an in-memory dataset frees a transient copy of it) and the step reuses it without
+growing the process, so with the default the figure is a lower bound (docs/PERFORMANCE.md).
 Exit codes: 0 done; 2 an unknown row or a bad --peer_json file (nothing measured).
 """
 
@@ -65,6 +69,11 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     flags.DEFINE_list("precisions", [], "Several precisions measured in the same run (overrides --precision).",
                       flag_values=fv)
     flags.DEFINE_integer("repeats", 1, "Interleaved repeats of every row (median reported).", flag_values=fv)
+    flags.DEFINE_enum("allocator", "onednn", ["onednn", "system"],
+                      "Memory allocator of the measuring processes: 'onednn' (TensorFlow's default: it pools "
+                      "freed memory, so 'step GB' is a lower bound of the step's peak) or 'system' (the C "
+                      "library's, TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1: 'step GB' is the step's own peak).",
+                      flag_values=fv)
     flags.DEFINE_bool("list_rows", False, "List the presets and exit.", flag_values=fv)
     flags.DEFINE_string("_child", "", "Internal: measure one 'row:batch:precision' and print JSON.",
                         flag_values=fv)
@@ -166,7 +175,8 @@ def main(argv: List[str]) -> int:
         print(f"cores={os.cpu_count()} tf={tf.__version__} "
               f"onednn={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')} "
               f"matmul peak: fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['mixed_bfloat16']:.0f} GFLOP/s; "
-              f"median of {f.repeats} interleaved repeat(s), {f.steps} steps each", flush=True)
+              f"median of {f.repeats} interleaved repeat(s), {f.steps} steps each; allocator={f.allocator}",
+              flush=True)
     peer_header = f"{'peer img/s':>10} {'peer prec':>9} {'x peer':>6} " if peer else ""
     peer_memory = bool(peer_memory_columns(peer, False, 0, 0, "", "", 0.0))
     peer_memory_header = f" {'peer step GB':>12} {'x peer mem':>10}" if peer_memory else ""
@@ -185,7 +195,7 @@ def main(argv: List[str]) -> int:
         results[(r["row"], r["batch"], r["precision"])].append(r)
     for rep in range(0 if logged else f.repeats):  # interleaved: machine noise spreads over all rows alike
         for job in jobs:
-            r = train_step.measure_in_fresh_process(*job, f.steps, f.input_seconds)
+            r = train_step.measure_in_fresh_process(*job, f.steps, f.input_seconds, allocator=f.allocator)
             results[job].append(r)
             if f.jsonl:
                 with open(f.jsonl, "a", encoding="utf-8") as out:
@@ -237,6 +247,11 @@ def main(argv: List[str]) -> int:
           "memory of the whole row's process; 'data GB' = resident growth from building the view pipeline and "
           "drawing one batch (the dataset held in memory, the pipeline's buffers); 'step GB' = the training steps' "
           "own peak (high-water mark over warm-up + timed steps minus the resident set just before the first step)")
+    allocators = sorted({r.get("allocator", "onednn") for runs in results.values() for r in runs})
+    print(f"allocator: {', '.join(allocators)}" + (
+        "; with 'onednn' (TensorFlow's default) 'step GB' is a lower bound: the pool keeps memory freed before the "
+        "step and the step reuses it unseen (--allocator=system measures the step's own peak)"
+        if "onednn" in allocators else ": 'step GB' is the step's own peak"))
     return 0
 
 

@@ -96,8 +96,8 @@ bench.define_flags(flags.FLAGS)
 measured = []
 # the measurements are replaced by fixed numbers (this checks the table and the flag, not the machine)
 train_step.matmul_peak = lambda dtype, **kw: measured.append(dtype) or 100.0
-train_step.measure_in_fresh_process = lambda name, batch, precision, steps, input_seconds: measured.append(name) or {
-    "img_s": 75.0, "step_s": batch / 75.0, "gflop_step": 10.0, "gflop_s": 750.0 / batch, "input_img_s": 900.0,
+train_step.measure_in_fresh_process = lambda name, batch, precision, steps, input_seconds, allocator: measured.append(name) or {
+    "allocator": allocator, "img_s": 75.0, "step_s": batch / 75.0, "gflop_step": 10.0, "gflop_s": 750.0 / batch, "input_img_s": 900.0,
     "rss_gb": 1.0, "rss_step_gb": 0.9, "params_m": 62.3, "data_gb": 0.25, "step_peak_gb": 0.5}
 results = []
 for argv in json.loads(sys.argv[1]):
@@ -122,12 +122,13 @@ def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
     cases = [rows, rows + [f"--peer_json={_write(tmp_path, POINTS)}"], rows + [f"--peer_json={bad}"],
              rows + [f"--peer_json={with_memory}", f"--jsonl={tmp_path / 'measured.jsonl'}"],
              [f"--from_jsonl={tmp_path / 'measured.jsonl'}", f"--peer_json={with_memory}"],
-             [f"--from_jsonl={with_memory}"]]
+             [f"--from_jsonl={with_memory}"], rows + ["--allocator=system"]]
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", TABLE_SCRIPT, json.dumps(cases)], capture_output=True, text=True,
                           timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    plain, with_peer, refused, with_memory, replayed, not_logged = json.loads(proc.stdout.strip().splitlines()[-1])
+    plain, with_peer, refused, with_memory, replayed, not_logged, system = json.loads(
+        proc.stdout.strip().splitlines()[-1])
 
     def table(result):
         lines = result["stdout"].splitlines()
@@ -138,6 +139,11 @@ def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
     assert plain["code"] == 0 and plain["measured"] == 4  # 2 matmul peaks + 2 rows
     lines, header, cells = table(plain)
     assert "peer" not in plain["stdout"]
+    # the allocator: TensorFlow's default unless asked, said in the header and the footnote
+    assert "allocator=onednn" in plain["stdout"] and "'step GB' is a lower bound" in plain["stdout"]
+    assert system["code"] == 0 and "allocator=system" in system["stdout"]
+    assert "allocator: system: 'step GB' is the step's own peak" in system["stdout"]
+    assert "lower bound" not in system["stdout"]
     assert "img/s" in header and "s/step" in header and "GFLOP/s" in header  # the rest of the table is kept
     assert cells["paper_r18_imagenet_stem_32"][7] == "0.85"  # s/step right after the spread
     assert header.split()[-4:] == ["data", "GB", "step", "GB"]  # memory: the data's and the step's own

@@ -4,6 +4,7 @@ in the test suite; hac-bench-train's table is checked in tests/benchmarks/test_b
 
 import pytest
 
+from hac_tf.benchmarks import train_step
 from hac_tf.benchmarks.train_step import PEER_MODEL_ROW_PREFIX, PRECISIONS, ROWS, row_overrides
 from hac_tf.training.config import load_config
 
@@ -31,3 +32,13 @@ def test_row_overrides_append_the_extra_ones_last():
 def test_the_peer_model_rows_exist_for_each_size():
     peer_rows = [n for n in ROWS if n.startswith(PEER_MODEL_ROW_PREFIX)]
     assert sorted(ROWS[n].image_size for n in peer_rows if not n.endswith("_baseline")) == [32, 64, 96]
+
+
+def test_child_environment_sets_or_clears_the_system_allocator(monkeypatch):
+    monkeypatch.setenv(train_step.SYSTEM_ALLOCATOR_ENV, "1")  # left over from the caller: not inherited
+    assert train_step.SYSTEM_ALLOCATOR_ENV not in train_step.child_environment("onednn")
+    assert train_step.child_environment("system")[train_step.SYSTEM_ALLOCATOR_ENV] == "1"
+    monkeypatch.setenv("HAC_SOME_SETTING", "x")
+    assert train_step.child_environment()["HAC_SOME_SETTING"] == "x"  # the rest is inherited
+    with pytest.raises(ValueError, match="allocator must be one of"):
+        train_step.child_environment("jemalloc")
