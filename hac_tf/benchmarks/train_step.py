@@ -111,7 +111,9 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
       dataset held in memory, the pipeline's buffers);
     - ``before_step_gb``: resident set just before the first step;
     - ``step_peak_gb``: the steps' own memory, the high-water mark over the warm-up and timed
-      steps minus ``before_step_gb`` (tracing and compilation included, as in a real run).
+      steps minus ``before_step_gb`` (tracing and compilation included, as in a real run);
+    - ``steady_step_gb``: the same over the timed steps alone (the high-water mark reset after the
+      warm-up), minus ``before_step_gb``: what a step needs once the one-time work is done.
     """
     import tensorflow as tf
 
@@ -138,14 +140,21 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     process_memory.reset_peak()
     for _ in range(2):
         step(it)["loss"].numpy()
+    warmup_peak = process_memory.peak_resident_gb()
+    # the steady state: what a step needs once tracing and the first calls' one-time work are done
+    gc.collect()
+    process_memory.release_free_heap()
+    process_memory.reset_peak()
     t0 = time.perf_counter()
     for _ in range(steps):
         step(it)["loss"].numpy()
     step_s = (time.perf_counter() - t0) / steps
     # peak RSS of training alone (model, optimizer state, one cached batch, the step's
     # activations) — before the second input pipeline below adds its own buffers
-    step_peak_gb = process_memory.peak_resident_gb() - before_step
-    rss_step_gb = max(peak_so_far, process_memory.peak_resident_gb())
+    steady_peak = process_memory.peak_resident_gb()
+    step_peak_gb = max(warmup_peak, steady_peak) - before_step
+    steady_step_gb = steady_peak - before_step
+    rss_step_gb = max(peak_so_far, warmup_peak, steady_peak)
     flops = 3.0 * forward_flops(trainer.model, batch)
     # input pipeline: a fresh iterator over the real view pipeline
     views2, _ = builders.train_views(config, trainer.policy, 0)
@@ -160,7 +169,7 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     return {"img_s": batch_size / step_s, "step_s": step_s, "gflop_step": flops / 1e9,
             "gflop_s": flops / step_s / 1e9, "input_img_s": input_rate, "rss_gb": rss_gb,
             "rss_step_gb": rss_step_gb, "model_gb": rss_model - rss_start, "data_gb": rss_data - rss_model,
-            "before_step_gb": before_step, "step_peak_gb": step_peak_gb,
+            "before_step_gb": before_step, "step_peak_gb": step_peak_gb, "steady_step_gb": steady_step_gb,
             "params_m": sum(int(np.prod(v.shape)) for v in trainer.model.online_variables) / 1e6}
 
 
