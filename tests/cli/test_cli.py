@@ -33,7 +33,7 @@ EXPECTED_FLAGS = {
     "finetune_dense": {"export_dir", "task", "steps", "batch_size", "canvas_size", "num_train", "num_test",
                        "max_objects", "learning_rate", "freeze_backbone", "level_naming", "min_level", "max_level",
                        "anchor_size", "data_dir", "seed", "verbose", "onednn", "output_json"},
-    "bench_train": {"rows", "batch_sizes", "steps", "input_seconds", "precision", "precisions", "repeats", "jsonl",
+    "bench_train": {"rows", "batch_sizes", "steps", "input_seconds", "precision", "precisions", "repeats", "jsonl", "allocator",
                     "from_jsonl", "list_rows", "_child", "peer_json", "verbose"},
     "profile_train": {"row", "batch_size", "precision", "profile_steps", "top", "override", "scope", "verbose"},
     "bench_augment": {"sizes", "batch_size", "seconds", "num_levels", "source_size", "plain_kerascv", "verbose"},
