@@ -96,9 +96,11 @@ bench.define_flags(flags.FLAGS)
 measured = []
 # the measurements are replaced by fixed numbers (this checks the table and the flag, not the machine)
 train_step.matmul_peak = lambda dtype, **kw: measured.append(dtype) or 100.0
-train_step.measure_in_fresh_process = lambda name, batch, precision, steps, input_seconds, allocator: measured.append(name) or {
-    "allocator": allocator, "img_s": 75.0, "step_s": batch / 75.0, "gflop_step": 10.0, "gflop_s": 750.0 / batch, "input_img_s": 900.0,
-    "rss_gb": 1.0, "rss_step_gb": 0.9, "params_m": 62.3, "data_gb": 0.25, "step_peak_gb": 0.5}
+train_step.measure_in_fresh_process = lambda name, batch, precision, steps, input_seconds, allocator: (
+    measured.append(name) or {
+    "allocator": allocator, "img_s": 75.0, "step_s": batch / 75.0, "gflop_step": 10.0, "gflop_s": 750.0 / batch,
+    "input_img_s": 900.0,
+    "rss_gb": 1.0, "rss_step_gb": 0.9, "params_m": 62.3, "data_gb": 0.25, "step_peak_gb": 0.5})
 results = []
 for argv in json.loads(sys.argv[1]):
     measured.clear()
