@@ -113,7 +113,10 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     - ``step_peak_gb``: the steps' own memory, the high-water mark over the warm-up and timed
       steps minus ``before_step_gb`` (tracing and compilation included, as in a real run);
     - ``steady_step_gb``: the same over the timed steps alone (the high-water mark reset after the
-      warm-up), minus ``before_step_gb``: what a step needs once the one-time work is done.
+      warm-up), minus ``before_step_gb``: what a step needs once the one-time work is done;
+    - ``call_peak_gb``: the larger of two more single calls' peaks, each over the resident set just
+      before it with the heap trimmed first: one step's own need, without the memory that back-to-back
+      steps leave in the C heap.
     """
     import tensorflow as tf
 
@@ -155,6 +158,19 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     step_peak_gb = max(warmup_peak, steady_peak) - before_step
     steady_step_gb = steady_peak - before_step
     rss_step_gb = max(peak_so_far, warmup_peak, steady_peak)
+    # one call at a time: the heap trimmed and the high-water mark reset before each of two more
+    # calls, so memory freed by earlier calls and left in the C heap's per-thread arenas (which a
+    # run of back-to-back steps accumulates) is not counted: what a single step needs on top of
+    # the resident state (weights, optimizer slots)
+    call_peaks = []
+    for _ in range(2):
+        gc.collect()
+        process_memory.release_free_heap()
+        before_call = process_memory.resident_gb()
+        process_memory.reset_peak()
+        step(it)["loss"].numpy()
+        call_peaks.append(process_memory.peak_resident_gb() - before_call)
+    rss_step_gb = max(rss_step_gb, process_memory.peak_resident_gb())
     flops = 3.0 * forward_flops(trainer.model, batch)
     # input pipeline: a fresh iterator over the real view pipeline
     views2, _ = builders.train_views(config, trainer.policy, 0)
@@ -170,6 +186,7 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
             "gflop_s": flops / step_s / 1e9, "input_img_s": input_rate, "rss_gb": rss_gb,
             "rss_step_gb": rss_step_gb, "model_gb": rss_model - rss_start, "data_gb": rss_data - rss_model,
             "before_step_gb": before_step, "step_peak_gb": step_peak_gb, "steady_step_gb": steady_step_gb,
+            "call_peak_gb": max(call_peaks),
             "params_m": sum(int(np.prod(v.shape)) for v in trainer.model.online_variables) / 1e6}
 
 

@@ -205,7 +205,8 @@ def main(argv: List[str]) -> int:
             print(f"  [{rep + 1}/{f.repeats}] {job[0]} batch {job[1]} {job[2]}: {r['img_s']:.1f} img/s, "
                   f"{r['step_s']:.2f} s/step, input {r['input_img_s']:.0f} img/s, RSS {r['rss_gb']:.2f} GB, "
                   f"step {r.get('step_peak_gb', float('nan')):.2f} GB "
-                  f"(steady state {r.get('steady_step_gb', float('nan')):.2f} GB)",
+                  f"(steady state {r.get('steady_step_gb', float('nan')):.2f} GB, one call "
+                  f"{r.get('call_peak_gb', float('nan')):.2f} GB)",
                   file=sys.stderr, flush=True)
     summary = {}
     for (name, b, p), runs in results.items():
