@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import math
+from typing import Callable
 
 __all__ = ["peak_resident_gb", "release_free_heap", "reset_peak", "resident_gb"]
 
@@ -69,3 +71,19 @@ def release_free_heap() -> bool:
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
+
+
+def call_peak_gb(call: Callable[[], object]) -> float:
+    """GiB one call of ``call`` needs on top of the resident set just before it.
+
+    Garbage is collected and the C heap's free memory handed back first (:func:`release_free_heap`),
+    then the high-water mark is reset, so memory freed by earlier work and still held by the heap
+    is not counted and the call's own peak is; returns the peak during the call minus the resident
+    set before it (NaN without ``/proc``).
+    """
+    gc.collect()
+    release_free_heap()
+    before = resident_gb()
+    reset_peak()
+    call()
+    return peak_resident_gb() - before

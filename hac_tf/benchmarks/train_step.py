@@ -113,7 +113,7 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     - ``step_peak_gb``: the steps' own memory, the high-water mark over the warm-up and timed
       steps minus ``before_step_gb`` (tracing and compilation included, as in a real run);
     - ``steady_step_gb``: the same over the timed steps alone (the high-water mark reset after the
-      warm-up), minus ``before_step_gb``: what a step needs once the one-time work is done;
+      warm-up), minus ``before_step_gb`` (back-to-back steps: what they leave in the C heap counts);
     - ``call_peak_gb``: the larger of two more single calls' peaks, each over the resident set just
       before it with the heap trimmed first: one step's own need, without the memory that back-to-back
       steps leave in the C heap.
@@ -144,7 +144,7 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     for _ in range(2):
         step(it)["loss"].numpy()
     warmup_peak = process_memory.peak_resident_gb()
-    # the steady state: what a step needs once tracing and the first calls' one-time work are done
+    # the timed steps alone: back-to-back steps after the first calls
     gc.collect()
     process_memory.release_free_heap()
     process_memory.reset_peak()
@@ -162,14 +162,7 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     # calls, so memory freed by earlier calls and left in the C heap's per-thread arenas (which a
     # run of back-to-back steps accumulates) is not counted: what a single step needs on top of
     # the resident state (weights, optimizer slots)
-    call_peaks = []
-    for _ in range(2):
-        gc.collect()
-        process_memory.release_free_heap()
-        before_call = process_memory.resident_gb()
-        process_memory.reset_peak()
-        step(it)["loss"].numpy()
-        call_peaks.append(process_memory.peak_resident_gb() - before_call)
+    call_peaks = [process_memory.call_peak_gb(lambda: step(it)["loss"].numpy()) for _ in range(2)]
     rss_step_gb = max(rss_step_gb, process_memory.peak_resident_gb())
     flops = 3.0 * forward_flops(trainer.model, batch)
     # input pipeline: a fresh iterator over the real view pipeline

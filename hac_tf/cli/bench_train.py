@@ -72,7 +72,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     flags.DEFINE_enum("allocator", "onednn", ["onednn", "system"],
                       "Memory allocator of the measuring processes: 'onednn' (TensorFlow's default: it pools "
                       "freed memory, so 'step GB' is a lower bound of the step's peak) or 'system' (the C "
-                      "library's, TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1: 'step GB' is the step's own peak).",
+                      "library's, TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1: 'step GB' is the steps' own peak).",
                       flag_values=fv)
     flags.DEFINE_bool("list_rows", False, "List the presets and exit.", flag_values=fv)
     flags.DEFINE_string("_child", "", "Internal: measure one 'row:batch:precision' and print JSON.",
@@ -253,7 +253,8 @@ def main(argv: List[str]) -> int:
     print(f"allocator: {', '.join(allocators)}" + (
         "; with 'onednn' (TensorFlow's default) 'step GB' is a lower bound: the pool keeps memory freed before the "
         "step and the step reuses it unseen (--allocator=system measures the step's own peak)"
-        if "onednn" in allocators else ": 'step GB' is the step's own peak"))
+        if "onednn" in allocators else ": 'step GB' is the steps' own peak, memory back-to-back steps leave in the "
+        "C heap included ('one call' in the lines above excludes it)"))
     return 0
 
 

@@ -144,7 +144,7 @@ def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
     # the allocator: TensorFlow's default unless asked, said in the header and the footnote
     assert "allocator=onednn" in plain["stdout"] and "'step GB' is a lower bound" in plain["stdout"]
     assert system["code"] == 0 and "allocator=system" in system["stdout"]
-    assert "allocator: system: 'step GB' is the step's own peak" in system["stdout"]
+    assert "allocator: system: 'step GB' is the steps' own peak" in system["stdout"]
     assert "lower bound" not in system["stdout"]
     assert "img/s" in header and "s/step" in header and "GFLOP/s" in header  # the rest of the table is kept
     assert cells["paper_r18_imagenet_stem_32"][7] == "0.85"  # s/step right after the spread

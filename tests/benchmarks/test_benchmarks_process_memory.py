@@ -41,3 +41,15 @@ def test_release_free_heap_returns_freed_small_blocks():
     held = process_memory.resident_gb() - base
     assert process_memory.release_free_heap()
     assert process_memory.resident_gb() - base < held - 0.05
+
+
+def test_call_peak_counts_the_call_and_not_what_earlier_work_left_in_the_heap():
+    leftovers = [bytearray(4096) for _ in range(40000)]  # ~160 MiB of small heap blocks, then freed
+    del leftovers[:-1]  # resident until trimmed: a plain high-water mark would let the call reuse them
+
+    def call():
+        block = np.ones(96 * 1024 * 1024 // 8)  # 96 MiB, touched, freed at return
+        del block
+
+    assert 0.085 < process_memory.call_peak_gb(call) < 0.12
+    assert process_memory.call_peak_gb(lambda: None) < 0.02
