@@ -36,7 +36,7 @@ from hac_tf.training import builders, checkpoint_integrity
 from hac_tf.training.builders import build_model
 from hac_tf.training.config import ExperimentConfig, to_yaml
 from hac_tf.training.loss_scaling import DynamicLossScale
-from hac_tf.training.optim import (WarmupCosine, apply_weight_decay, build_optimizer, excluded_from_decay,
+from hac_tf.training.optim import (WarmupCosine, build_optimizer, excluded_from_decay,
                                    peak_learning_rate)
 from hac_tf.training.preemption import PreemptionWatcher, TrainingPreempted
 from hac_tf.training.progress import MetricsLog, ProgressBar, Summaries
@@ -324,8 +324,6 @@ class Trainer:
     def _make_train_step(self):
         strategy = self.strategy
         model = self.model
-        c = self.config
-        sgd_decay = c.optimizer.weight_decay if c.optimizer.name == "sgd" else 0.0
         total_steps = self.total_steps
         main_vars, pred_vars = self.main_vars, self.pred_vars
         own_objectives = self.own_objectives
@@ -347,7 +345,6 @@ class Trainer:
                 grads = loss_scale.unscale(grads)
             present = [g for g in grads if g is not None]
             grad_norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
-            grads = apply_weight_decay(grads, main_vars + pred_vars, sgd_decay / replicas)
             g_main, g_pred = grads[: len(main_vars)], grads[len(main_vars):]
             main_pairs = [(g, v) for g, v in zip(g_main, main_vars) if g is not None]
             pred_pairs = [(g, v) for g, v in zip(g_pred, pred_vars) if g is not None]
