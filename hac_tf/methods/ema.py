@@ -59,7 +59,12 @@ def ema_update(targets: Sequence, onlines: Sequence, momentum: Number) -> tf.Ten
     m = tf.cast(momentum, tf.float32)
     for t, o in zip(targets, onlines):
         mt = tf.cast(m, t.dtype)
-        t.assign(mt * tf.convert_to_tensor(t) + (1.0 - mt) * tf.cast(tf.convert_to_tensor(o), t.dtype))
+        online = tf.cast(tf.convert_to_tensor(o), t.dtype)
+        # the target's read waits for the online read (which follows the online weight's update in
+        # a train step): read first, m * t would be computed at the step's start and held through
+        # the backward pass, one extra copy of the target's parameters (hac_tf/training/optim.py)
+        with tf.control_dependencies([online]):
+            t.assign(mt * tf.convert_to_tensor(t) + (1.0 - mt) * online)
     return m
 
 

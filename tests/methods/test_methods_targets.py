@@ -99,6 +99,32 @@ def test_update_targets_is_an_exact_ema(method):
         np.testing.assert_allclose(t.numpy(), m2 * t0 + (np.float32(1) - m2) * o, rtol=0, atol=1e-7)
 
 
+def test_ema_reads_the_target_only_after_the_online_update():
+    """In a step, the EMA's read of a target weight waits for the online weight's update: read at
+    the step's start, m * t would be held through the whole backward pass (an extra copy)."""
+    from hac_tf.methods.ema import ema_update
+
+    onlines = [tf.Variable(tf.ones((32, 16))), tf.Variable(tf.ones((16,)))]
+    targets = [tf.Variable(tf.zeros((32, 16))), tf.Variable(tf.zeros((16,)))]
+
+    def step(g0, g1):  # the optimizer's update, then the EMA, as in the trainer's step
+        onlines[0].assign_sub(g0)
+        onlines[1].assign_sub(g1)
+        return ema_update(targets, onlines, 0.9)
+
+    graph = tf.function(step).get_concrete_function(tf.TensorSpec((32, 16)), tf.TensorSpec((16,))).graph
+    after = {t.op for t in graph.inputs[:2]}
+    for op in graph.get_operations():  # topological order: ops reachable from a gradient
+        if any(t.op in after for t in op.inputs) or any(c in after for c in op.control_inputs):
+            after.add(op)
+    handles = {t.op.name for t in graph.inputs[2:]}  # the variables' resource placeholders
+    target_handles = {h for h in handles if any(c.type == "AssignVariableOp" for c in
+                                               graph.get_operation_by_name(h).outputs[0].consumers())}
+    reads = [op for op in graph.get_operations() if op.type == "ReadVariableOp" and op.inputs[0].op.name in target_handles]
+    assert reads and all(op in after for op in reads), [op.name for op in reads if op not in after]
+    np.testing.assert_allclose(targets[0].numpy(), 0.0)  # traced, not run
+
+
 def test_cosine_momentum_ramp():
     base = 0.99
     for step, total, want in [(0, 100, 0.99), (50, 100, 0.995), (100, 100, 1.0), (150, 100, 1.0),
