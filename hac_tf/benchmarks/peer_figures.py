@@ -11,10 +11,13 @@ run. Format: a JSON list, one object per measured point::
 ``batch`` source images per step (int > 0), ``px`` view side (int > 0), ``precision`` one of
 :data:`PRECISIONS`, ``variant`` one of :data:`VARIANTS` (``hierarchical``: the add-one views at
 four depths; ``baseline``: one level, two views), ``img_per_s`` source images per second
-(number > 0). Optional: ``step_peak_gb``, the peer's training-step memory in GiB measured the way
-hac_tf's benchmark measures its own (the process's resident high-water mark over the steps minus
-its resident set just before the first step; hac_tf/benchmarks/process_memory.py), which adds
-the memory comparison. Other keys are allowed and ignored; a (batch, px, precision, variant)
+(number > 0). Optional, each adding a memory comparison, in GiB measured the way hac_tf's benchmark
+measures its own (hac_tf/benchmarks/process_memory.py): ``step_peak_gb``, the training steps'
+memory (the process's resident high-water mark over the steps minus its resident set just before
+the first step), and ``call_peak_gb``, one step's (the high-water mark of one call over the resident
+set just before it, the C heap trimmed first, with the step's gradients not held from the previous
+step: PyTorch's ``.grad`` freed with ``zero_grad(set_to_none=True)``, as TensorFlow's gradients are
+temporaries of its step). Other keys are allowed and ignored; a (batch, px, precision, variant)
 point may appear once.
 """
 
@@ -29,6 +32,8 @@ from typing import Dict, List, Optional, Tuple
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 VARIANTS = ("hierarchical", "baseline")
+#: optional memory figures of a point (GiB; module docstring)
+MEMORY_FIELDS = ("step_peak_gb", "call_peak_gb")
 #: a peer file older than this is flagged: it was probably not measured in the same window
 STALE_AFTER_SECONDS = 24 * 3600
 
@@ -43,6 +48,7 @@ class PeerPoint:
     variant: str
     img_per_s: float
     step_peak_gb: Optional[float] = None
+    call_peak_gb: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +88,15 @@ def _positive_int(value, where: str, key: str) -> int:
     return value
 
 
+def _optional_gb(entry: dict, key: str, where: str) -> Optional[float]:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{where}: {key}={value!r} must be a positive number (GiB)")
+    return float(value)
+
+
 def load_peer_figures(path: str) -> PeerFigures:
     """Reads and checks a peer file (format in the module docstring).
 
@@ -116,15 +131,11 @@ def load_peer_figures(path: str) -> PeerFigures:
         rate = _field(entry, "img_per_s", where)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
             raise ValueError(f"{where}: img_per_s={rate!r} must be a positive number")
-        memory = entry.get("step_peak_gb")
-        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float))
-                                   or not math.isfinite(memory) or memory <= 0):
-            raise ValueError(f"{where}: step_peak_gb={memory!r} must be a positive number (GiB)")
+        memory = {name: _optional_gb(entry, name, where) for name in MEMORY_FIELDS}
         key = (batch, px, precision, variant)
         if key in points:
             raise ValueError(f"{where} repeats batch={batch} px={px} precision={precision} variant={variant}")
-        points[key] = PeerPoint(batch, px, precision, variant, float(rate),
-                                None if memory is None else float(memory))
+        points[key] = PeerPoint(batch, px, precision, variant, float(rate), **memory)
     return PeerFigures(path, written, points)
 
 
@@ -142,13 +153,16 @@ def peer_columns(figures: Optional[PeerFigures], comparable: bool, batch: int, p
 
 
 def peer_memory_columns(figures: Optional[PeerFigures], comparable: bool, batch: int, px: int, variant: str,
-                        precision: str, step_peak_gb: float) -> List[str]:
-    """The ``[peer step GB, x peer mem]`` cells of one row: the peer's step memory at the point
-    :meth:`PeerFigures.match` picks and ours / the peer's ('' where the peer gave none); ``[]``
-    when no peer file was given or no point of the file has a memory figure."""
-    if figures is None or all(p.step_peak_gb is None for p in figures.points.values()):
+                        precision: str, ours_gb: float, field: str = "step_peak_gb") -> List[str]:
+    """The ``[peer GB, x peer]`` memory cells of one row for ``field`` (one of
+    :data:`MEMORY_FIELDS`): the peer's figure at the point :meth:`PeerFigures.match` picks and
+    ``ours_gb`` / the peer's ('' where the peer gave none); ``[]`` when no peer file was given or no
+    point of the file has that figure."""
+    if field not in MEMORY_FIELDS:
+        raise ValueError(f"unknown memory field {field!r}; one of {list(MEMORY_FIELDS)}")
+    if figures is None or all(getattr(p, field) is None for p in figures.points.values()):
         return []
     point = figures.match(batch, px, variant, precision) if comparable else None
-    if point is None or point.step_peak_gb is None:
+    if point is None or getattr(point, field) is None:
         return ["", ""]
-    return [f"{point.step_peak_gb:.2f}", f"{step_peak_gb / point.step_peak_gb:.2f}"]
+    return [f"{getattr(point, field):.2f}", f"{ours_gb / getattr(point, field):.2f}"]

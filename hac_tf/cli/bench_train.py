@@ -30,9 +30,9 @@ one object per point, ``{"batch": 64, "px": 32, "precision": "float32", "variant
 The table then gets 'peer img/s', 'peer prec' and 'x peer' (our img/s / the peer's) for the
 paper_r18_imagenet_stem_* rows (the peer's model), matched on batch, px and variant, and on
 precision when the peer measured it (else against its float32 point; 'peer prec' says which).
-When the peer's points carry ``"step_peak_gb"`` (its training step's own memory, measured as this
-benchmark measures 'step GB'), the table also gets 'peer step GB' and 'x peer mem' (ours / the
-peer's). The file's path, age and point count are printed above the table. Without --peer_json there is
+When the peer's points carry ``"step_peak_gb"`` (its training steps' own memory, measured as this
+benchmark measures 'step GB') or ``"call_peak_gb"`` (one step's, as 'call GB'), the table also gets
+'peer step GB' and 'x peer step', or 'peer call GB' and 'x peer call' (ours / the peer's). The file's path, age and point count are printed above the table. Without --peer_json there is
 no peer column: no figure from another run or machine is shown as if measured here.
 
 The compute measurement feeds one cached batch repeatedly, so it excludes input time; the input
@@ -178,11 +178,13 @@ def main(argv: List[str]) -> int:
               f"median of {f.repeats} interleaved repeat(s), {f.steps} steps each; allocator={f.allocator}",
               flush=True)
     peer_header = f"{'peer img/s':>10} {'peer prec':>9} {'x peer':>6} " if peer else ""
-    peer_memory = bool(peer_memory_columns(peer, False, 0, 0, "", "", 0.0))
-    peer_memory_header = f" {'peer step GB':>12} {'x peer mem':>10}" if peer_memory else ""
+    peer_memory_header = "".join(
+        f" {'peer ' + label:>12} {'x peer ' + short:>11}"
+        for field, label, short in (("step_peak_gb", "step GB", "step"), ("call_peak_gb", "call GB", "call"))
+        if peer_memory_columns(peer, False, 0, 0, "", "", 0.0, field))
     header = (f"{'row':<38} {'prec':>4} {'batch':>5} {'px':>3} {'params M':>8} {'img/s':>6} {'spread':>6} "
               f"{peer_header}{'s/step':>6} {'GFLOP/step':>10} {'GFLOP/s':>7} {'%peak':>5} {'input img/s':>11} "
-              f"{'bound':>5} {'RSS GB':>6} {'data GB':>7} {'step GB':>7}{peer_memory_header}")
+              f"{'bound':>5} {'RSS GB':>6} {'data GB':>7} {'step GB':>7} {'call GB':>7}{peer_memory_header}")
     print(header)
     print("-" * len(header), flush=True)
     if logged:
@@ -218,16 +220,18 @@ def main(argv: List[str]) -> int:
         cells = peer_columns(peer, name.startswith(PEER_MODEL_ROW_PREFIX), b, px,
                              "baseline" if name.endswith("_baseline") else "hierarchical", p, med)
         peer_cells = f"{cells[0]:>10} {cells[1]:>9} {cells[2]:>6} " if cells else ""
-        step_gb = r.get("step_peak_gb", float("nan"))
-        mem = peer_memory_columns(peer, name.startswith(PEER_MODEL_ROW_PREFIX), b, px,
-                                  "baseline" if name.endswith("_baseline") else "hierarchical", p, step_gb)
-        mem_cells = f" {mem[0]:>12} {mem[1]:>10}" if mem else ""
+        step_gb, call_gb = r.get("step_peak_gb", float("nan")), r.get("call_peak_gb", float("nan"))
+        variant = "baseline" if name.endswith("_baseline") else "hierarchical"
+        mem_cells = ""
+        for field, ours in (("step_peak_gb", step_gb), ("call_peak_gb", call_gb)):
+            mem = peer_memory_columns(peer, name.startswith(PEER_MODEL_ROW_PREFIX), b, px, variant, p, ours, field)
+            mem_cells += f" {mem[0]:>12} {mem[1]:>11}" if mem else ""
         spread = f"{100 * (rates[-1] - rates[0]) / med:.0f}%" if len(rates) > 1 else "-"
         bound = "yes" if r["input_img_s"] < 3 * med else "no"
         print(f"{name:<38} {'bf16' if p != 'float32' else 'fp32':>4} {b:>5} {px:>3} {r['params_m']:>8.1f} {med:>6.1f} "
               f"{spread:>6} {peer_cells}{r['step_s']:>6.2f} {r['gflop_step']:>10.1f} {r['gflop_s']:>7.1f} "
               f"{100 * r['gflop_s'] / peaks[p]:>4.0f}% {r['input_img_s']:>11.0f} {bound:>5} {r['rss_gb']:>6.2f} "
-              f"{r.get('data_gb', float('nan')):>7.2f} {step_gb:>7.2f}{mem_cells}", flush=True)
+              f"{r.get('data_gb', float('nan')):>7.2f} {step_gb:>7.2f} {call_gb:>7.2f}{mem_cells}", flush=True)
     for (name, b, p), r in summary.items():
         base = summary.get((name + "_baseline", b, p))
         if base:
@@ -248,13 +252,15 @@ def main(argv: List[str]) -> int:
     print("input 'bound' = the view pipeline delivers < 3x the images/s the step consumes; 'RSS GB' = peak resident "
           "memory of the whole row's process; 'data GB' = resident growth from building the view pipeline and "
           "drawing one batch (the dataset held in memory, the pipeline's buffers); 'step GB' = the training steps' "
-          "own peak (high-water mark over warm-up + timed steps minus the resident set just before the first step)")
+          "own peak (high-water mark over warm-up + timed steps minus the resident set just before the first step); "
+          "'call GB' = one step's peak over the resident set just before it, the C heap trimmed first (the larger "
+          "of two calls after the timed steps)")
     allocators = sorted({r.get("allocator", "onednn") for runs in results.values() for r in runs})
     print(f"allocator: {', '.join(allocators)}" + (
         "; with 'onednn' (TensorFlow's default) 'step GB' is a lower bound: the pool keeps memory freed before the "
         "step and the step reuses it unseen (--allocator=system measures the step's own peak)"
         if "onednn" in allocators else ": 'step GB' is the steps' own peak, memory back-to-back steps leave in the "
-        "C heap included ('one call' in the lines above excludes it)"))
+        "C heap included ('call GB' excludes it)"))
     return 0
 
 

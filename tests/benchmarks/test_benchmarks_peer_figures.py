@@ -77,9 +77,20 @@ def test_step_memory_is_optional_and_checked(tmp_path):
     assert peer_memory_columns(load_peer_figures(_write(tmp_path, POINTS, "nomem.json")), True, 64, 32,
                                "hierarchical", "float32", 1.5) == []
     assert peer_memory_columns(None, True, 64, 32, "hierarchical", "float32", 1.5) == []
-    for bad in (0, -1.0, "2", True, float("nan")):
-        with pytest.raises(ValueError, match=r"entry 0: step_peak_gb=.* must be a positive number"):
-            load_peer_figures(_write(tmp_path, [dict(POINTS[0], step_peak_gb=bad)], "bad.json"))
+    for field in ("step_peak_gb", "call_peak_gb"):
+        for bad in (0, -1.0, "2", True, float("nan")):
+            with pytest.raises(ValueError, match=rf"entry 0: {field}=.* must be a positive number"):
+                load_peer_figures(_write(tmp_path, [dict(POINTS[0], **{field: bad})], "bad.json"))
+
+
+def test_one_call_memory_is_its_own_comparison(tmp_path):
+    """call_peak_gb compares with our one-call figure, independently of step_peak_gb."""
+    only_call = load_peer_figures(_write(tmp_path, [dict(POINTS[0], call_peak_gb=0.8), POINTS[1]]))
+    assert only_call.match(64, 32, "hierarchical", "float32").call_peak_gb == 0.8
+    assert peer_memory_columns(only_call, True, 64, 32, "hierarchical", "float32", 0.4, "call_peak_gb") == ["0.80", "0.50"]
+    assert peer_memory_columns(only_call, True, 64, 32, "hierarchical", "float32", 0.4) == []  # no step figure
+    with pytest.raises(ValueError, match="unknown memory field"):
+        peer_memory_columns(only_call, True, 64, 32, "hierarchical", "float32", 0.4, "rss_gb")
 
 
 def test_missing_file(tmp_path):
@@ -100,7 +111,8 @@ train_step.measure_in_fresh_process = lambda name, batch, precision, steps, inpu
     measured.append(name) or {
     "allocator": allocator, "img_s": 75.0, "step_s": batch / 75.0, "gflop_step": 10.0, "gflop_s": 750.0 / batch,
     "input_img_s": 900.0,
-    "rss_gb": 1.0, "rss_step_gb": 0.9, "params_m": 62.3, "data_gb": 0.25, "step_peak_gb": 0.5})
+    "rss_gb": 1.0, "rss_step_gb": 0.9, "params_m": 62.3, "data_gb": 0.25, "step_peak_gb": 0.5,
+    "call_peak_gb": 0.4})
 results = []
 for argv in json.loads(sys.argv[1]):
     measured.clear()
@@ -120,7 +132,8 @@ def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
     rows get the ratio; a bad file stops the run (exit 2, file and entry named) before measuring."""
     rows = ["--rows=paper_r18_imagenet_stem_32,cpu_default", "--batch_sizes=64"]
     bad = _write(tmp_path, [dict(POINTS[0], variant="x")], "bad.json")
-    with_memory = _write(tmp_path, [dict(POINTS[0], step_peak_gb=1.0)] + POINTS[1:], "memory.json")
+    with_memory = _write(tmp_path, [dict(POINTS[0], step_peak_gb=1.0, call_peak_gb=0.8)] + POINTS[1:],
+                         "memory.json")
     cases = [rows, rows + [f"--peer_json={_write(tmp_path, POINTS)}"], rows + [f"--peer_json={bad}"],
              rows + [f"--peer_json={with_memory}", f"--jsonl={tmp_path / 'measured.jsonl'}"],
              [f"--from_jsonl={tmp_path / 'measured.jsonl'}", f"--peer_json={with_memory}"],
@@ -148,8 +161,9 @@ def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
     assert "lower bound" not in system["stdout"]
     assert "img/s" in header and "s/step" in header and "GFLOP/s" in header  # the rest of the table is kept
     assert cells["paper_r18_imagenet_stem_32"][7] == "0.85"  # s/step right after the spread
-    assert header.split()[-4:] == ["data", "GB", "step", "GB"]  # memory: the data's and the step's own
-    assert cells["paper_r18_imagenet_stem_32"][-2:] == ["0.25", "0.50"]
+    # memory: the data's, the steps' own and one call's
+    assert header.split()[-6:] == ["data", "GB", "step", "GB", "call", "GB"]
+    assert cells["paper_r18_imagenet_stem_32"][-3:] == ["0.25", "0.50", "0.40"]
 
     assert with_peer["code"] == 0
     lines, header, cells = table(with_peer)
@@ -162,9 +176,10 @@ def test_bench_train_peer_column_only_with_a_peer_file(tmp_path):
     assert "peer step GB" not in with_peer["stdout"]  # the peer gave no memory figure
 
     lines, header, cells = table(with_memory)
-    assert header.endswith("peer step GB x peer mem")
-    assert cells["paper_r18_imagenet_stem_32"][-4:] == ["0.25", "0.50", "1.00", "0.50"]  # ours 0.5 / peer 1.0
-    assert cells["cpu_default"][-2:] == ["0.25", "0.50"]  # not the peer's model: empty memory cells
+    assert header.endswith("peer step GB x peer step peer call GB x peer call")
+    # ours 0.5 / peer 1.0 over the steps, ours 0.4 / peer 0.8 in one call
+    assert cells["paper_r18_imagenet_stem_32"][-7:] == ["0.25", "0.50", "0.40", "1.00", "0.50", "0.80", "0.50"]
+    assert cells["cpu_default"][-3:] == ["0.25", "0.50", "0.40"]  # not the peer's model: empty memory cells
     assert "training step's own peak" not in with_memory["stdout"]  # one batch size: no slope
     logged = [json.loads(line) for line in (tmp_path / "measured.jsonl").read_text().splitlines()]
     assert [(r["row"], r["batch"], r["px"], r["precision"], r["repeat"], r["step_peak_gb"]) for r in logged] == [
