@@ -32,8 +32,9 @@ paper_r18_imagenet_stem_* rows (the peer's model), matched on batch, px and vari
 precision when the peer measured it (else against its float32 point; 'peer prec' says which).
 When the peer's points carry ``"step_peak_gb"`` (its training steps' own memory, measured as this
 benchmark measures 'step GB') or ``"call_peak_gb"`` (one step's, as 'call GB'), the table also gets
-'peer step GB' and 'x peer step', or 'peer call GB' and 'x peer call' (ours / the peer's). The file's path, age and point count are printed above the table. Without --peer_json there is
-no peer column: no figure from another run or machine is shown as if measured here.
+'peer step GB' and 'x peer step', or 'peer call GB' and 'x peer call' (ours / the peer's). The
+file's path, age and point count are printed above the table. Without --peer_json there is no peer
+column: no figure from another run or machine is shown as if measured here.
 
 The compute measurement feeds one cached batch repeatedly, so it excludes input time; the input
 pipeline is measured separately in the same process. 'step GB' is the step's own peak only with
