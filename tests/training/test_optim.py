@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -84,7 +85,6 @@ def test_coupled_sgd_equals_keras_sgd_on_decayed_gradients():
     w0 = rng.normal(size=(5, 2)).astype(np.float32)
     ours, theirs = tf.Variable(w0), tf.Variable(w0)
     a = CoupledSGD(learning_rate=0.05, momentum=0.9, coupled_weight_decay=1e-4)
-    import keras
     k = keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)
     for _ in range(4):
         g = tf.constant(rng.normal(size=w0.shape).astype(np.float32))
@@ -125,7 +125,6 @@ def test_updates_read_no_weight_before_its_gradient(name):
 
 def test_keras_sgd_reads_before_the_gradient():
     """The test above can fail: Keras' own SGD reads its velocity (momentum * v) before the gradient."""
-    import keras
     assert _reads_before_gradient(keras.optimizers.SGD(0.1, momentum=0.9), [(64, 32), (32,)])
 
 
