@@ -126,12 +126,19 @@ def verdict(records: Sequence[dict], row: str, reference: str, colour_measure: s
     """The verdict on ``row`` against ``reference`` (docs/RESULTS.md "Verdicts").
 
     ``records``: the main (compute-matched) budget; ``records_2x``: the robustness budget (twice
-    the compute) or None when it has not been run (then "confirmed" and the first "refuted" rule
-    cannot be reached: they need both budgets).
+    the compute) or None when it has not been run. When the two rows do not share 2 seeds at the
+    robustness budget (not run yet, or not among its rows), the verdict is that of the main budget
+    alone: "confirmed" and the first "refuted" rule cannot be reached, as they need both budgets.
+    ValueError when the rows do not share 2 seeds at the main budget.
     """
     gain = compare(records, reference, row, colour_measure)
     cost = compare(records, reference, row, GARMENT_MEASURE)
-    gain_2x = compare(records_2x, reference, row, colour_measure) if records_2x else None
+    gain_2x = None
+    if records_2x:
+        try:
+            gain_2x = compare(records_2x, reference, row, colour_measure)
+        except ValueError:
+            gain_2x = None
     strong = gain.in_sigmas > 3 and gain.difference >= 2.0
     cheap = cost.difference < max(1.0, 2 * cost.sigma)
     costly = cost.in_sigmas > 3 and cost.difference > 1.0
@@ -142,7 +149,7 @@ def verdict(records: Sequence[dict], row: str, reference: str, colour_measure: s
     elif gain.in_sigmas < 1 and gain_2x is not None and gain_2x.in_sigmas < 1:
         v, why = "refuted at this scale", "colour gain < 1 sigma at both budgets"
     else:
-        missing = " (the twice-the-compute budget is not run yet)" if gain_2x is None else ""
+        missing = " (not run at twice the compute with 2 shared seeds)" if gain_2x is None else ""
         v, why = "inconclusive", "none of the rules for confirmed / refuted holds" + missing
     return Verdict(f"{row} vs {reference}", v, why, gain, cost, gain_2x)
 

@@ -61,6 +61,13 @@ def test_verdicts_follow_the_rules():
     confirmed = verdict(main, "hier", "base", m, _pair("hier", "base", [3.0, 3.5, 2.5], [0, 0, 0]))
     assert confirmed.verdict == "confirmed", confirmed
     assert verdict(main, "hier", "base", m).verdict == "inconclusive"  # 2x budget not run yet
+    # rows not (yet) at the 2x budget, or with one seed there: decided on the main budget alone
+    partial_2x = _pair("other", "base", [3.0, 3.5], [0, 0]) + _pair("hier", "base", [3.0], [0])
+    partial = verdict(main, "hier", "base", m, partial_2x)
+    assert partial.verdict == "inconclusive" and partial.gain_2x is None
+    assert "not run at twice the compute" in partial.reason
+    costly_main = _pair("hier", "base", [5.0, 5.5, 4.5], [5.0, 5.2, 4.8])
+    assert verdict(costly_main, "hier", "base", m, partial_2x[:4]).verdict == "refuted at this scale"
     flipped = verdict(main, "hier", "base", m, _pair("hier", "base", [-1.0, -0.5, -1.5], [0, 0, 0]))
     assert flipped.verdict == "inconclusive"
     none = _pair("hier", "base", [0.1, -0.2, 0.0], [0, 0, 0])
