@@ -2,9 +2,9 @@
 
 A row is a config plus overrides (:data:`ROWS`); :func:`measure_row` builds its ``Trainer``,
 runs the compiled train step on one cached batch (no input cost), then measures the real view
-pipeline separately in the same process. The step's FLOPs are 3 x the forward conv/matmul FLOPs
-counted by TF's profiler on the traced forward graph (:func:`hac_tf.science.budget.step_flops`:
-forward + backward). :func:`measure_in_fresh_process` runs one measurement in a new Python
+pipeline separately in the same process. The step's FLOPs are counted by TF's profiler on the
+traced forward graph (:func:`hac_tf.science.budget.step_flops`: 3 x the ops the loss is
+differentiated through, forward + backward, plus 1 x forward-only ops such as a target tower). :func:`measure_in_fresh_process` runs one measurement in a new Python
 process, so its peak resident memory is that row's alone.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from hac_tf.benchmarks import process_memory
 
-__all__ = ["PEER_MODEL_ROW_PREFIX", "PRECISIONS", "ROWS", "BenchRow", "forward_flops", "matmul_peak",
+__all__ = ["PEER_MODEL_ROW_PREFIX", "PRECISIONS", "ROWS", "BenchRow", "matmul_peak",
            "measure_in_fresh_process", "measure_row", "row_overrides"]
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -85,14 +85,6 @@ def matmul_peak(dtype, n: int = 2048, seconds: float = 2.0) -> float:
         f(a).numpy()
         count += 1
     return 2.0 * n ** 3 * count / (time.perf_counter() - t0) / 1e9
-
-
-def forward_flops(model, batch) -> float:
-    """Conv/matmul FLOPs of one forward pass of the loss, from TF's profiler on the traced graph
-    (hac_tf/science/budget.py counts them; a training step is 3 x this)."""
-    from hac_tf.science.budget import step_flops
-
-    return step_flops(model, batch) / 3.0
 
 
 def measure_row(name: str, batch_size: int, precision: str = "float32", steps: int = 5,
@@ -164,7 +156,9 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     # the resident state (weights, optimizer slots)
     call_peaks = [process_memory.call_peak_gb(lambda: step(it)["loss"].numpy()) for _ in range(2)]
     rss_step_gb = max(rss_step_gb, process_memory.peak_resident_gb())
-    flops = 3.0 * forward_flops(trainer.model, batch)
+    from hac_tf.science.budget import step_flops
+
+    flops = step_flops(trainer.model, batch)
     # input pipeline: a fresh iterator over the real view pipeline
     views2, _ = builders.train_views(config, trainer.policy, 0)
     it2 = iter(views2)

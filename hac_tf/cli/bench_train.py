@@ -1,8 +1,9 @@
 """Training-step benchmark: throughput, step time, memory, achieved FLOP/s vs the matmul peak.
 
 For each row (a config + overrides) it prints steady-state source images/s (one source image =
-all of its views), seconds per step, peak resident memory, the step's FLOPs (3 x the forward
-conv/matmul FLOPs counted by TF's profiler on the traced forward graph: forward + backward),
+all of its views), seconds per step, peak resident memory, the step's FLOPs (counted by TF's
+profiler on the traced forward graph: 3 x the ops the loss is differentiated through, forward +
+backward, plus 1 x forward-only ops such as a BYOL/MoCo target tower; hac_tf/science/budget.py),
 the achieved GFLOP/s as a fraction of this machine's dense matmul peak (fp32 and bf16, measured
 in the same run), and the input pipeline's delivered images/s (is the step input-bound?).
 

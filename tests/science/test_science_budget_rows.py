@@ -55,3 +55,58 @@ def test_a_hierarchical_step_costs_more_flops_than_a_one_level_step(tmp_path):
                         str(tmp_path / "b"))
     assert one["seconds_per_step"] > 0 and four["seconds_per_step"] is None
     assert 1.8 < four["flops_per_step"] / one["flops_per_step"] < 4.0  # four depths: 1 + 2 + 3 + 4 stages
+
+
+class _TwoBranchLoss:
+    """A stand-in with the `compute_loss` interface: one matmul the loss is differentiated through,
+    one behind `stop_gradient` (a target tower), one that does not reach the loss (a metric)."""
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self.online = tf.Variable(tf.ones([16, 8]))
+        self.target = tf.Variable(tf.ones([16, 4]))
+        self.metric = tf.Variable(tf.ones([16, 2]))
+
+    def compute_loss(self, batch, training=True):
+        import tensorflow as tf
+
+        x = batch["x"]
+        online = tf.reduce_sum(tf.matmul(x, self.online))
+        target = tf.stop_gradient(tf.reduce_sum(tf.matmul(x, self.target)))
+        metric = tf.reduce_sum(tf.matmul(x, self.metric))
+        return online * target, {"metric": metric}
+
+
+def test_step_flops_count_the_backward_only_where_the_loss_is_differentiated():
+    import tensorflow as tf
+
+    from hac_tf.science.budget import forward_flops, step_flops
+
+    batch = {"x": tf.ones([32, 16])}
+    counted = forward_flops(_TwoBranchLoss(), batch)
+    matmul = lambda n: 2 * 32 * 16 * n  # noqa: E731  (the profiler counts 2 m k n per matmul)
+    # + the reductions and the product the profiler also counts (a few hundred FLOPs)
+    assert matmul(8) <= counted.differentiated < matmul(8) + 1000
+    assert matmul(4) + matmul(2) <= counted.forward_only < matmul(4) + matmul(2) + 1000
+    assert step_flops(_TwoBranchLoss(), batch) == 3 * counted.differentiated + counted.forward_only
+
+
+def test_a_target_tower_is_counted_forward_only(tmp_path):
+    from hac_tf.science.budget import forward_flops
+    from hac_tf.training import builders
+    from hac_tf.training.trainer import Trainer
+
+    counts = {}
+    for method in ("byol", "simsiam"):
+        config = load_config(f"banded_{method}_baseline", TINY + ["model.predictor_hidden_dim=16",
+                                                                 "model.predictor_out_dim=16"])
+        trainer = Trainer(config, str(tmp_path / method))
+        views, _ = builders.train_views(config, trainer.policy, 0)
+        counts[method] = forward_flops(trainer.model, next(iter(views)))
+    byol, simsiam = counts["byol"], counts["simsiam"]
+    # BYOL's target tower (backbone + projector) is about as costly as the online backbone +
+    # projector, and needs no backward pass; SimSiam is differentiated through everything
+    assert 0.7 < byol.forward_only / byol.differentiated < 1.0
+    assert simsiam.forward_only < 0.01 * simsiam.differentiated
+    assert byol.step < 0.75 * 3 * byol.forward  # the old count (3 x the whole forward) was 1.5x too high
