@@ -4,8 +4,9 @@ A row is a config plus overrides (:data:`ROWS`); :func:`measure_row` builds its 
 runs the compiled train step on one cached batch (no input cost), then measures the real view
 pipeline separately in the same process. The step's FLOPs are counted by TF's profiler on the
 traced forward graph (:func:`hac_tf.science.budget.step_flops`: 3 x the ops the loss is
-differentiated through, forward + backward, plus 1 x forward-only ops such as a target tower). :func:`measure_in_fresh_process` runs one measurement in a new Python
-process, so its peak resident memory is that row's alone.
+differentiated through, forward + backward, plus 1 x forward-only ops such as a target tower).
+:func:`measure_in_fresh_process` runs one measurement in a new Python process, so its peak
+resident memory is that row's alone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Dict, List, NamedTuple, Sequence
 import numpy as np
 
 from hac_tf.benchmarks import process_memory
+from hac_tf.science.budget import step_flops
 
 __all__ = ["PEER_MODEL_ROW_PREFIX", "PRECISIONS", "ROWS", "BenchRow", "matmul_peak",
            "measure_in_fresh_process", "measure_row", "row_overrides"]
@@ -156,8 +158,6 @@ def measure_row(name: str, batch_size: int, precision: str = "float32", steps: i
     # the resident state (weights, optimizer slots)
     call_peaks = [process_memory.call_peak_gb(lambda: step(it)["loss"].numpy()) for _ in range(2)]
     rss_step_gb = max(rss_step_gb, process_memory.peak_resident_gb())
-    from hac_tf.science.budget import step_flops
-
     flops = step_flops(trainer.model, batch)
     # input pipeline: a fresh iterator over the real view pipeline
     views2, _ = builders.train_views(config, trainer.policy, 0)
