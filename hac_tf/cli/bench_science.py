@@ -23,6 +23,7 @@ Exit codes: 0 done; 2 bad flags, an unknown row or a bad config (nothing trained
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import List
 
@@ -58,6 +59,9 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                       "--robustness_dir: the twice-the-compute budget).", flag_values=fv)
     flags.DEFINE_string("gate_dir", "", "Where the gate's JSONs are (default: --out_dir).", flag_values=fv)
     flags.DEFINE_string("robustness_dir", "", "Where the twice-the-compute JSONs are (for --decide).", flag_values=fv)
+    flags.DEFINE_list("decide_arms", [], "Only print the per-view BatchNorm rule of docs/RESULTS.md on two arms "
+                      "of the rows baseline and hai: '<current_dir>,<candidate_dir>', e.g. "
+                      "docs/results/per_view_bn/shared,docs/results/per_view_bn/per_view.", flag_values=fv)
     flags.DEFINE_bool("list_rows", False, "List the rows and exit.", flag_values=fv)
     flags.DEFINE_bool("summary_only", False, "Only (re)write the summary of the JSONs in --out_dir.", flag_values=fv)
     flags.DEFINE_string("plot_colour", "", "The plot's colour axis as <feature>:<measure>, e.g. "
@@ -91,6 +95,25 @@ def main(argv: List[str]) -> int:
         gate_records = load_records(f.gate_dir or f.out_dir)
         records = load_records(f.out_dir) if f.gate_dir else []
         print(decision_text(gate_records, records, load_records(f.robustness_dir) if f.robustness_dir else None))
+        return 0
+    if f.decide_arms:
+        from hac_tf.science.decision import arm_decision
+        from hac_tf.science.summary import load_records
+
+        if len(f.decide_arms) != 2:
+            print(f"error: --decide_arms needs two directories '<current>,<candidate>', got {f.decide_arms}",
+                  file=sys.stderr)
+            return 2
+        missing = [d for d in f.decide_arms if not os.path.isdir(d)]
+        if missing:
+            print(f"error: --decide_arms: no such directory: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        try:
+            result = arm_decision(load_records(f.decide_arms[0]), load_records(f.decide_arms[1]))
+        except ValueError as e:
+            print(f"not decidable yet: {e}", file=sys.stderr)
+            return 1
+        print(result.text())
         return 0
     if f.summary_only:
         md, png, table = write_summary(f.out_dir, tuple(ROWS), colour=colour)

@@ -18,7 +18,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["CLAIMS", "COLOUR_MEASURES", "CONTROL_MEASURE", "GARMENT_MEASURE", "Comparison", "GateResult", "Verdict", "compare",
+__all__ = ["CLAIMS", "COLOUR_MEASURES", "CONTROL_MEASURE", "GARMENT_MEASURE", "PER_VIEW_BN_COLOUR_MEASURE",
+           "PER_VIEW_BN_ROWS", "ArmDecision", "Comparison", "GateResult", "Verdict", "arm_decision", "compare",
            "decision_text", "gate", "verdict"]
 
 #: the primary colour measure is the first of these (all at stage 4) that passes the gate
@@ -186,3 +187,59 @@ def decision_text(gate_records: Sequence[dict], records: Sequence[dict] = (),
                      f"garment cost {v.cost.text('points')}"
                      + (f", gain at 2x compute {v.gain_2x.text()}" if v.gain_2x else ""))
     return "\n".join(lines)
+
+
+#: the rows and the colour measure of the per-view batch-normalisation rule (docs/RESULTS.md)
+PER_VIEW_BN_ROWS: Tuple[str, ...] = ("baseline", "hai")
+PER_VIEW_BN_COLOUR_MEASURE = "body_hue_knn_mae"
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmDecision:
+    """Whether a candidate arm (e.g. per-view BatchNorm statistics) may replace the current default.
+
+    ``garment_loss[row]``: current arm's garment accuracy - the candidate's (points; > 0: the
+    candidate is worse); ``colour_loss[row]``: the candidate's colour error - the current arm's
+    (degrees; > 0: the candidate is worse); both paired by seed, pooled sigma.
+    """
+
+    adopt: bool
+    garment_loss: Dict[str, Comparison]
+    colour_loss: Dict[str, Comparison]
+    reasons: Tuple[str, ...]  # one per failed condition (empty when adopted)
+
+    def text(self, candidate: str = "per_view", current: str = "shared") -> str:
+        lines = [f"{candidate} instead of {current}: {'ADOPT (becomes the default)' if self.adopt else 'KEEP ' + current}"]
+        for row in self.garment_loss:
+            lines.append(f"  {row}: garment loss {self.garment_loss[row].text('points')}; "
+                         f"{self.colour_loss[row].measure} loss {self.colour_loss[row].text()}")
+        lines += [f"  not adopted: {r}" for r in self.reasons]
+        return "\n".join(lines)
+
+
+def _tagged(records: Sequence[dict], tag: str) -> List[dict]:
+    return [dict(r, row=f"{r.get('row')}@{tag}") for r in records]
+
+
+def arm_decision(current: Sequence[dict], candidate: Sequence[dict], rows: Sequence[str] = PER_VIEW_BN_ROWS,
+                 colour_measure: str = PER_VIEW_BN_COLOUR_MEASURE) -> ArmDecision:
+    """The per-view BatchNorm rule of docs/RESULTS.md, on the records of two arms of the same rows.
+
+    The candidate is adopted if, in every row of ``rows``, paired by seed, its stage-4 garment
+    accuracy is not lower than the current arm's by more than max(1 point, 2 sigma) and its
+    ``colour_measure`` error is not higher by more than max(1 degree, 2 sigma). ValueError when a
+    row does not have 2 seeds in both arms.
+    """
+    records = _tagged(current, "current") + _tagged(candidate, "candidate")
+    garment, colour, reasons = {}, {}, []
+    for row in rows:
+        g = compare(records, f"{row}@current", f"{row}@candidate", GARMENT_MEASURE)
+        c = compare(records, f"{row}@candidate", f"{row}@current", colour_measure)
+        garment[row], colour[row] = g, c
+        if g.difference > max(1.0, 2 * g.sigma):
+            reasons.append(f"{row}: garment accuracy lower by {g.difference:.2f} points > max(1, 2 sigma = "
+                           f"{2 * g.sigma:.2f})")
+        if c.difference > max(1.0, 2 * c.sigma):
+            reasons.append(f"{row}: {colour_measure} higher by {c.difference:.2f} deg > max(1, 2 sigma = "
+                           f"{2 * c.sigma:.2f})")
+    return ArmDecision(not reasons, garment, colour, tuple(reasons))

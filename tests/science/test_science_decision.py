@@ -106,3 +106,66 @@ def test_decision_text_and_the_cli_decide(tmp_path):
                            f"--gate_dir={gate_dir}", f"--out_dir={main_dir}"], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
     assert proc.returncode == 0 and text in proc.stdout, proc.stderr[-2000:]
+
+
+def _arm(row, seed, garment, knn):
+    return _record(row, seed, garment=garment, body_hue_knn_mae=knn)
+
+
+def test_arm_decision_adopts_only_when_neither_row_loses_garment_or_colour():
+    from hac_tf.science.decision import arm_decision
+
+    noise = (0.0, 0.004, -0.004)  # garment +-0.4 points, colour +-0.4 deg across seeds
+    shared = [_arm(row, s, 0.80 + n, 12.0 + 100 * n) for row in ("baseline", "hai") for s, n in enumerate(noise)]
+    same = [_arm(row, s, 0.795 + n, 12.5 + 100 * n) for row in ("baseline", "hai") for s, n in enumerate(noise)]
+    ok = arm_decision(shared, same)
+    assert ok.adopt and ok.reasons == ()
+    assert ok.garment_loss["hai"].difference == pytest.approx(0.5)
+    assert ok.colour_loss["baseline"].difference == pytest.approx(0.5)
+    assert "ADOPT" in ok.text()
+    # hai loses 3 points of garment accuracy (> max(1, 2 sigma)): kept shared, and the reason names it
+    worse = [_arm(row, s, (0.77 if row == "hai" else 0.80) + n, 12.0 + 100 * n)
+             for row in ("baseline", "hai") for s, n in enumerate(noise)]
+    kept = arm_decision(shared, worse)
+    assert not kept.adopt and len(kept.reasons) == 1 and kept.reasons[0].startswith("hai: garment")
+    # baseline's body-hue kNN error 2 deg higher: kept shared
+    bluer = [_arm(row, s, 0.80 + n, (14.0 if row == "baseline" else 12.0) + 100 * n)
+             for row in ("baseline", "hai") for s, n in enumerate(noise)]
+    assert [r.split(":")[0] for r in arm_decision(shared, bluer).reasons] == ["baseline"]
+    # a better candidate is never refused
+    better = [_arm(row, s, 0.85 + n, 8.0 + 100 * n) for row in ("baseline", "hai") for s, n in enumerate(noise)]
+    assert arm_decision(shared, better).adopt
+    # noise wider than the difference: 2 sigma, not 1 point, is the bar
+    loud = [_arm(row, s, 0.80 + 5 * n, 12.0) for row in ("baseline", "hai") for s, n in enumerate(noise)]
+    assert arm_decision(loud, [_arm(r["row"], r["seed"], r["results"]["stage4"]["garment_linear"] - 0.015, 12.0)
+                               for r in loud]).adopt
+    with pytest.raises(ValueError, match=">= 2 shared seeds"):
+        arm_decision(shared, [r for r in same if r["seed"] == 0])
+
+
+def test_cli_decide_arms(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    dirs = {"shared": 0.80, "per_view": 0.75}
+    for arm, garment in dirs.items():
+        (tmp_path / arm).mkdir()
+        for row in ("baseline", "hai"):
+            for seed, n in enumerate((0.0, 0.003, -0.003)):
+                (tmp_path / arm / f"{row}__flops1__seed{seed}.json").write_text(
+                    json.dumps(_arm(row, seed, garment + n, 12.0)))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, os.path.join(repo, "tools", "bench_science.py"), *args],
+                              capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="2"))
+
+    proc = cli(f"--decide_arms={tmp_path / 'shared'},{tmp_path / 'per_view'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "KEEP shared" in proc.stdout and "baseline: garment accuracy lower by 5.00 points" in proc.stdout
+    missing = cli(f"--decide_arms={tmp_path / 'shared'},{tmp_path / 'nowhere'}")
+    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    assert cli(f"--decide_arms={tmp_path / 'shared'}").returncode == 2
