@@ -2,8 +2,8 @@
 
 For view level i (batch key ``level_{i+1}``) contrasted at backbone depth d = ``spec.level_depths[i]``::
 
-    x  = concat[view_a, view_b]                          [2B, S, S, 3]  (one batch: BN sees both views;
-                                                         spec.per_view_bn: each view its own statistics)
+    x  = concat[view_a, view_b]                          [2B, S, S, 3]  (one batch; spec.per_view_bn, the default:
+                                                         BN normalises each view over its own batch)
     f  = branch_d(backbone(x, max_stage=d)["stage{d}"])  [2B, feature_dim]  (stages > d never run)
     f  = concat[f, EmbeddingMLP_i(params)]               if d > 1 and spec.embed_fields
                                                          (spec.embed_shuffle: params of the next row)

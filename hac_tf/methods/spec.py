@@ -56,7 +56,10 @@ class ModelSpec:
       per_view_bn: every BatchNorm of the encoder, heads and target normalises each view of a pair
         over its own batch (as the paper's code, which encodes the two views in two calls)
         instead of one set of statistics for the concatenated pair
-        (:func:`hac_tf.models.per_view_batch_norm`). Default False: shared statistics.
+        (:func:`hac_tf.models.per_view_batch_norm`). Default True since 2026-12-06, when the
+        science benchmark found no cost in quality or speed (docs/RESULTS.md); False shares one
+        set of statistics between the two views. A spec file saved before the switch existed
+        (no ``per_view_bn`` key) loads as False, the behaviour it was trained with.
       level_depths: backbone depth (1..4) at which view level i (batch key ``level_{i+1}``) is
         contrasted. Paper: ``(1, 2, 3, 4)``; classical single-level baseline: ``(4,)``.
       loss_weights: weight of each level's loss (default all 1.0); same length as level_depths.
@@ -93,7 +96,7 @@ class ModelSpec:
     stem: str = one_of("cifar", ("cifar", "imagenet"))
     width_multiplier: float = ranged(1.0, 0.0, 8.0, lo_inclusive=False)
     sync_bn: bool = False
-    per_view_bn: bool = False  # each view of a pair normalised over its own batch (hac_tf/models/layers.py)
+    per_view_bn: bool = True  # each view of a pair normalised over its own batch (hac_tf/models/layers.py)
     zero_init_residual: bool = free(True, config_default=CODE_ONLY)
     level_depths: Tuple[int, ...] = (1, 2, 3, 4)  # backbone depth contrasted for each view level
     loss_weights: Optional[Tuple[float, ...]] = free(None, config_default=())  # () = all 1.0
@@ -392,6 +395,7 @@ class ModelSpec:
                 values = json.load(f)
                 if not isinstance(values, dict):
                     raise ValueError(f"expected a JSON object, got {type(values).__name__}")
+                values.setdefault("per_view_bn", False)  # saved before the switch existed: shared statistics
                 return cls.from_dict(values)
             except (ValueError, TypeError) as e:
                 raise ValueError(f"{path} does not hold a valid model spec: {e}") from None

@@ -3,7 +3,8 @@
 Splits the CPU into 2 logical devices (before TF initialises its devices), builds models under a
 MirroredStrategy with synchronized BatchNorm and prints one JSON line comparing:
   * SimCLR: MEAN-reduced per-replica loss vs the single-device loss of the same global batch, and
-    the SUM of per-replica gradients of loss / R vs the single-device gradient;
+    the SUM of per-replica gradients of loss / R vs the single-device gradient, with statistics
+    shared by the two views of a pair and per view (``per_view_bn``, the default);
   * MoCo: the same loss comparison, plus the queue after one distributed training step (identical
     on both replicas and equal to the single-device keys of the global batch);
   * BYOL: update_targets called inside strategy.run (each replica's target equals the EMA).
@@ -27,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hacmethods_helpers import random_batch, small_spec  # noqa: E402
 
 from hac_tf.methods import HierarchicalContrastiveModel  # noqa: E402
+from hac_tf.models.layers import per_view_batch_norm  # noqa: E402
 
 R = 2
 B = 8  # global pairs per level
@@ -46,12 +48,12 @@ def max_err(a, b):
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b))
 
 
-def check_loss(strategy, method, with_grads):
+def check_loss(strategy, method, with_grads, **spec_kwargs):
     keras.utils.set_random_seed(0)
     if method == "moco":
-        spec = small_spec(method, level_depths=(4,), sync_bn=True, moco_queue_size=32)
+        spec = small_spec(method, level_depths=(4,), sync_bn=True, moco_queue_size=32, **spec_kwargs)
     else:
-        spec = small_spec(method, level_depths=(2, 4), sync_bn=True)
+        spec = small_spec(method, level_depths=(2, 4), sync_bn=True, **spec_kwargs)
     with strategy.scope():
         model = HierarchicalContrastiveModel(spec)
     batch = random_batch(np.random.default_rng(7), spec.num_levels, batch=B)
@@ -95,7 +97,8 @@ def check_loss(strategy, method, with_grads):
         expected = []
         for level in range(spec.num_levels):
             images, params = model._level_inputs(batch, level)
-            kz = model.target.project(level, images, params, training=True)
+            with per_view_batch_norm(2 if spec.per_view_bn else 1):  # as compute_loss encodes the pair
+                kz = model.target.project(level, images, params, training=True)
             expected.append(tf.math.l2_normalize(kz, -1).numpy())
         queue_err, replica_diff, pointers = [], [], []
         single_queue = single_fill[0][:2 * B]
@@ -140,7 +143,8 @@ def check_byol_update(strategy):
 def main():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     result = {"num_replicas": strategy.num_replicas_in_sync}
-    result["simclr"] = check_loss(strategy, "simclr", with_grads=True)
+    result["simclr"] = check_loss(strategy, "simclr", with_grads=True, per_view_bn=False)
+    result["simclr_per_view"] = check_loss(strategy, "simclr", with_grads=True, per_view_bn=True)
     result["moco"] = check_loss(strategy, "moco", with_grads=False)
     result["byol"] = check_byol_update(strategy)
     print(json.dumps(result))

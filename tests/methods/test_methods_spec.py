@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hac_tf.losses import MochiConfig
@@ -137,3 +139,23 @@ def test_from_dict_lenient_accepts_a_config_with_every_knob():
         ModelSpec.from_dict(dict(config, moco_queue_size=1024), lenient=True)
     with pytest.raises(ValueError, match="ModelSpec.moco_queue_size"):
         ModelSpec(method="simclr", moco_queue_size=4096)  # strict: a queue on SimCLR is an error
+
+
+def test_per_view_bn_is_the_default_and_older_spec_files_keep_shared_statistics(tmp_path):
+    """Per-view BatchNorm became the default on 2026-12-06 (docs/RESULTS.md); a spec file saved
+    before the switch existed trained with shared statistics, and is rebuilt with them."""
+    import json
+
+    from hac_tf.training.config import load_config
+
+    assert ModelSpec(method="simclr").per_view_bn is True
+    assert load_config("banded_simclr_baseline").model.per_view_bn is True
+    spec = ModelSpec(method="simclr")
+    path = tmp_path / "model_spec.json"
+    spec.save(str(path))
+    assert ModelSpec.load(str(path)).per_view_bn is True
+    old = json.loads(path.read_text())
+    del old["per_view_bn"]
+    path.write_text(json.dumps(old))
+    assert ModelSpec.load(str(path)).per_view_bn is False
+    assert ModelSpec.load(str(path)) == dataclasses.replace(spec, per_view_bn=False)

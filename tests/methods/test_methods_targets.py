@@ -12,6 +12,7 @@ from hacmethods_helpers import random_batch, small_spec
 
 from hac_tf.losses import symmetric_negative_cosine
 from hac_tf.methods import HierarchicalContrastiveModel, KeyQueue, cosine_momentum
+from hac_tf.models.layers import per_view_batch_norm
 
 
 def _neg_cos(p, z):
@@ -170,7 +171,8 @@ def test_moco_queue_holds_exactly_the_last_k_keys():
         batch = random_batch(rng, 2, batch=b)
         for level in (0, 1):  # the keys the momentum encoder produces for this batch
             images, params = model._level_inputs(batch, level)
-            kz = model.target.project(level, images, params, training=True)
+            with per_view_batch_norm(2 if model.spec.per_view_bn else 1):  # as compute_loss encodes the pair
+                kz = model.target.project(level, images, params, training=True)
             keys[level].append(tf.math.l2_normalize(kz, -1).numpy())
         _, metrics = model.compute_loss(batch, training=True)
         fills.append(float(metrics["level_1/queue_fill"]))

@@ -28,7 +28,8 @@ dtype = sys.argv[1]
 keras.config.set_floatx(dtype)
 keras.config.set_dtype_policy(dtype)
 from hac_tf.models import StageBranch
-from hac_tf.models.layers import SyncBatchNormalization, batch_norm
+from hac_tf.models.layers import SyncBatchNormalization, batch_norm, per_view_batch_norm
+groups = int(sys.argv[2])  # 2: per-view statistics (model.per_view_bn); each replica holds [view_a; view_b]
 
 rng = np.random.default_rng(0)
 x = tf.constant(np.abs(rng.normal(size=(16, 16, 16, 8))).astype(dtype))
@@ -48,8 +49,10 @@ def loss_fn(y, target, scale):
 
 single = build()
 assert isinstance(single.attention_bn, SyncBatchNormalization)
-with tf.GradientTape() as tape:
-    loss1 = loss_fn(single(x, training=True), t, 1.0)
+# one device sees [a_0; a_1; b_0; b_1] (views of replica r: rows 8r..8r+3 and 8r+4..8r+7 of x)
+order = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15] if groups == 2 else list(range(16))
+with tf.GradientTape() as tape, per_view_batch_norm(groups):
+    loss1 = loss_fn(single(tf.gather(x, order), training=True), tf.gather(t, order), 1.0)
 g1 = tape.gradient(loss1, single.trainable_variables)
 
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -72,7 +75,7 @@ def step(xt):
     def replica_step(xt):
         xx, tt = xt
         ctx = tf.distribute.get_replica_context()
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, per_view_batch_norm(groups):
             loss = loss_fn(mirrored(xx, training=True), tt, 1.0 / ctx.num_replicas_in_sync)
         g = tape.gradient(loss, mirrored.trainable_variables)
         return ctx.all_reduce("sum", loss), ctx.all_reduce("sum", g)
@@ -133,9 +136,9 @@ print(json.dumps({"loss": [float(loss1), float(loss2)], "per_var": per_var, "glo
 """
 
 
-def _run(dtype: str) -> dict:
+def _run(dtype: str, groups: int = 1) -> dict:
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", RUNNER, dtype], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", RUNNER, dtype, str(groups)], env=env, capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -158,3 +161,13 @@ def test_stage_branch_sync_bn_gradients_match_single_device():
     # Per variable, float32 rounding only matters where the gradient is ~0.
     noisy = {k: v for k, v in r32["per_var"].items() if v > 1e-4}
     assert set(noisy) <= {"branch/attention_sepconv/bn2/gamma"}, noisy
+
+
+def test_per_view_sync_bn_gradients_match_single_device():
+    """Per-view statistics (``model.per_view_bn``, the default) under 2 replicas: view a is
+    normalised over the view-a rows of every replica, as one device normalises all of view a."""
+    r64 = _run("float64", groups=2)
+    assert abs(r64["loss"][0] - r64["loss"][1]) <= 1e-12 * abs(r64["loss"][0])
+    worst = max(r64["per_var"].items(), key=lambda kv: kv[1])
+    assert worst[1] < 1e-7, worst
+    assert r64["stats"] < 1e-10
