@@ -41,3 +41,17 @@ def run_json_script(script, timeout: float = 180) -> dict:
 def json_script():
     """The ``run_json_script`` function, as a fixture."""
     return run_json_script
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long tests first, longest first (``@pytest.mark.long(seconds)``, seconds measured on 2 cores).
+
+    pytest-xdist hands tests to its workers in collection order: a long test collected last
+    would run alone on one core while the other idles. The order is deterministic, as xdist
+    requires of every worker's collection."""
+
+    def expected_seconds(item) -> float:
+        mark = item.get_closest_marker("long")
+        return float(mark.args[0]) if mark and mark.args else 0.0
+
+    items.sort(key=expected_seconds, reverse=True)  # stable: the rest keep their order

@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fixtures"))
 from photo_folder import BROKEN_FILES, PHOTO_CLASSES, write_photo_folder  # noqa: E402
 
@@ -38,6 +40,7 @@ def readme_photo_command() -> list[str]:
     return shlex.split(lines[0].split("#", 1)[0])
 
 
+@pytest.mark.long(45)
 def test_readme_photo_folder_command_trains_evaluates_on_the_classes_and_exports(tmp_path):
     write_photo_folder(tmp_path / "photos")
     argv = readme_photo_command()

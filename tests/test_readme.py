@@ -314,6 +314,9 @@ def _run(args: List[str], cwd: str, env_extra: Optional[Dict[str, str]] = None, 
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+pytestmark = pytest.mark.long(100)  # the workspace: the tiny main job, its exports
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A scratch checkout view after the (tiny) quickstart: ``runs/quickstart`` and

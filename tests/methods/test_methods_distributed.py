@@ -8,6 +8,7 @@ import pathlib
 
 import pytest
 
+pytestmark = pytest.mark.long(80)
 SCRIPT = pathlib.Path(__file__).with_name("mirrored_methods_check.py")
 
 

@@ -62,6 +62,7 @@ def _spec(method: str) -> ModelSpec:
                      embed_fields=("colour",), embed_dim=32, **kwargs)
 
 
+@pytest.mark.long(20)
 @pytest.mark.parametrize("method", ["simclr", "moco", "byol", "simsiam", "barlow", "vicreg"])
 def test_short_training_lowers_the_loss_without_collapse(method, coloured_images):
     start = time.time()

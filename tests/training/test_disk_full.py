@@ -4,6 +4,7 @@ freed, re-running the same command resumes from it. Real ENOSPC (small tmpfs, wh
 may mount one) and real EFBIG (RLIMIT_FSIZE, always)."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from tiny import run_train, tiny_overrides
 
 OVERRIDES = tiny_overrides("model.method=simclr", "train.checkpoint_every_steps=2",
                            "train.image_summary_every_steps=0")
+pytestmark = pytest.mark.long(45)
 
 
 def _train(model_dir, steps, preexec_fn=None):
@@ -40,19 +42,27 @@ def _check_failed_save_kept_previous(run, r, before_files, before_values):
         np.testing.assert_array_equal(after[k], v, err_msg=k)
 
 
+@pytest.fixture(scope="module")
+def two_step_run(tmp_path_factory):
+    """A run trained for 2 steps (``checkpoints/ckpt-2``); each test copies it where it needs it
+    (scripts/test.sh runs a module's tests on one pytest-xdist worker, so it is trained once)."""
+    run = str(tmp_path_factory.mktemp("two_steps") / "run")
+    r = _train(run, 2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return run
+
+
 def _resume_and_finish(run):
     r = _train(run, 4)
     assert r.returncode == 0, r.stderr[-3000:]
     assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith("ckpt-4")
 
 
-def test_checkpoint_on_a_full_disk_keeps_the_previous_one(tmp_path):
+def test_checkpoint_on_a_full_disk_keeps_the_previous_one(tmp_path, two_step_run):
     if not can_mount_tmpfs(str(tmp_path / "probe")):
         pytest.skip("cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN); the RLIMIT_FSIZE test covers it")
     with small_tmpfs(str(tmp_path / "disk"), size_mb=64) as disk:
-        run = os.path.join(disk, "run")
-        r = _train(run, 2)
-        assert r.returncode == 0, r.stderr[-3000:]
+        run = shutil.copytree(two_step_run, os.path.join(disk, "run"))
         ckpt_dir = os.path.join(run, "checkpoints")
         before_files = tree_sizes(ckpt_dir)
         before_values = _checkpoint_values(os.path.join(ckpt_dir, "ckpt-2"))
@@ -64,10 +74,8 @@ def test_checkpoint_on_a_full_disk_keeps_the_previous_one(tmp_path):
         _resume_and_finish(run)
 
 
-def test_checkpoint_past_the_file_size_limit_keeps_the_previous_one(tmp_path):
-    run = str(tmp_path / "run")
-    r = _train(run, 2)
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_checkpoint_past_the_file_size_limit_keeps_the_previous_one(tmp_path, two_step_run):
+    run = shutil.copytree(two_step_run, str(tmp_path / "run"))
     ckpt_dir = os.path.join(run, "checkpoints")
     before_files = tree_sizes(ckpt_dir)
     before_values = _checkpoint_values(os.path.join(ckpt_dir, "ckpt-2"))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tiny import tiny_overrides
 
@@ -70,6 +71,7 @@ def _load(d):
     return [w[k] for k in w.files], json.load(open(d / "result.json"))
 
 
+@pytest.mark.long(130)
 def test_mirrored_and_multi_worker_match_single_device(tmp_path):
     single = _run(tmp_path / "single", "default")
     _wait(single)

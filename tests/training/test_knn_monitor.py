@@ -28,6 +28,7 @@ def _tensorboard_scalars(log_dir, tag):
     return steps
 
 
+@pytest.mark.long(25)
 def test_tiny_run_logs_knn_accuracy_at_the_monitored_steps(tmp_path):
     model_dir = tmp_path / "run"
     r = run_train(model_dir, tiny_overrides(*KNN), mode="train")
@@ -48,6 +49,7 @@ def test_tiny_run_logs_knn_accuracy_at_the_monitored_steps(tmp_path):
     assert monitor.evaluate(trainer.encoder_fn())["garment"] == pytest.approx(logged[4], abs=1e-6)
 
 
+@pytest.mark.long(25)
 def test_unlabelled_images_skip_the_monitor_and_evaluation_but_export(tmp_path):
     rng = np.random.default_rng(0)
     root = tmp_path / "images"

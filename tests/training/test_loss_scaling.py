@@ -330,6 +330,7 @@ print(json.dumps(result))
 """
 
 
+@pytest.mark.long(30)
 def test_mirrored_two_replicas_skip_together(tmp_path):
     # initial scale 2**40: the float16 gradients overflow; SimSiam: the predictor optimizer skips too
     overrides = SIMSIAM + ["train.mixed_precision=mixed_float16", "train.loss_scale_initial=1099511627776"]
