@@ -234,7 +234,9 @@ def build_export_module(backbone, image_size: int, max_batch: int = DEFAULT_MAX_
     float_spec = tf.TensorSpec([None, None, None, 3], tf.float32, name=INPUT_KEY)
     uint8_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_KEY)
 
-    @tf.function
+    # autograph=False: no data-dependent Python control flow (preprocess uses tf.cond); autograph
+    # would only transpile the model code before tracing it
+    @tf.function(autograph=False)
     def call(images, training=False):
         return forward(tf.convert_to_tensor(images, tf.float32), bool(training))
 
@@ -244,15 +246,15 @@ def build_export_module(backbone, image_size: int, max_batch: int = DEFAULT_MAX_
     def levels(out: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         return {LEVEL_KEYS[k]: out[LEVEL_KEYS[k]] for k in STAGE_KEYS}
 
-    @tf.function(input_signature=[uint8_spec])
+    @tf.function(input_signature=[uint8_spec], autograph=False)
     def serve(images):
         return pooled(forward(preprocess(images), False))
 
-    @tf.function(input_signature=[uint8_spec])
+    @tf.function(input_signature=[uint8_spec], autograph=False)
     def serve_feature_maps(images):
         return levels(forward(preprocess(images), False))
 
-    @tf.function(input_signature=[uint8_spec])
+    @tf.function(input_signature=[uint8_spec], autograph=False)
     def serve_training(images):
         return pooled(forward(preprocess(images), True))
 

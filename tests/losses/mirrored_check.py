@@ -41,7 +41,7 @@ def compare(fn, a_np: np.ndarray, b_np: np.ndarray, strategy: tf.distribute.Stra
             lambda ctx: tf.constant(x[ctx.replica_id_in_sync_group * half:][:half])
         )
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(a, b):
         return strategy.run(lambda x, y: _value_and_grads(fn, x, y, 1.0 / REPLICAS), args=(a, b))
 

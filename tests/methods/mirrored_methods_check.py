@@ -68,7 +68,7 @@ def check_loss(strategy, method, with_grads, **spec_kwargs):
     for v, value in zip(model.method.weights, state):
         v.assign(value)
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(dist_batch):
         def fn(b):
             with tf.GradientTape() as t:
@@ -124,7 +124,7 @@ def check_byol_update(strategy):
     t0 = [v.numpy() for v in t_vars]
     online = [v.numpy() for v in o_vars]
 
-    @tf.function
+    @tf.function(autograph=False)
     def update(step, total):
         return strategy.run(model.update_targets, args=(step, total))
 

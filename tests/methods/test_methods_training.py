@@ -76,7 +76,7 @@ def test_short_training_lowers_the_loss_without_collapse(method, coloured_images
     data = make_view_dataset(source, policy, batch_size=BATCH, seed=0)
     variables = model.trainable_variables
 
-    @tf.function
+    @tf.function(autograph=False)
     def train_step(batch, step):
         with tf.GradientTape() as tape:
             loss, metrics = model.compute_loss(batch, training=True, step=step)

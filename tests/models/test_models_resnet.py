@@ -117,7 +117,7 @@ def test_max_stage_runs_only_shallow_stages(backbones, max_stage):
 def test_max_stage_graph_has_no_deeper_ops(backbones):
     bb = backbones[(18, "cifar")]
 
-    @tf.function
+    @tf.function(autograph=False)
     def level2(x):
         return bb(x, training=True, max_stage=2)
 

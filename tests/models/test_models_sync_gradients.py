@@ -70,7 +70,7 @@ def half(c, *ts):
 dist = strategy.experimental_distribute_values_from_function(lambda c: half(c, x, t))
 
 
-@tf.function
+@tf.function(autograph=False)
 def step(xt):
     def replica_step(xt):
         xx, tt = xt
@@ -113,7 +113,7 @@ mdist = strategy.experimental_distribute_values_from_function(
                     for v in (mx, mask)))
 
 
-@tf.function
+@tf.function(autograph=False)
 def masked_step(xm):
     def replica_step(xm):
         xx, mm = xm
