@@ -55,3 +55,18 @@ def pytest_collection_modifyitems(config, items):
         return float(mark.args[0]) if mark and mark.args else 0.0
 
     items.sort(key=expected_seconds, reverse=True)  # stable: the rest keep their order
+
+
+@pytest.fixture(autouse=True)
+def _restore_op_determinism():
+    """A Trainer built with ``train.deterministic_ops=true`` turns on TensorFlow's op determinism
+    for the rest of the process, where stateful random ops (plain KerasCV layers) then raise:
+    each test starts without it, whichever tests its worker ran before."""
+    yield
+    import sys
+
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.framework import config as tf_config
+
+        if tf_config.is_op_determinism_enabled():
+            tf_config.disable_op_determinism()
