@@ -10,8 +10,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["COLUMNS", "PRIMARY_COLOUR", "PRIMARY_GARMENT", "aggregate", "load_records", "markdown_table",
-           "plot_tradeoff", "write_summary"]
+           "plot_tradeoff", "point_labels", "write_summary"]
 
+#: the budget column of a row that does not train (random init; its records have no budget)
+UNTRAINED_BUDGET = "init"
 #: file names of the summary in the output directory: <stem>.md (the table) and <stem>.png (the plot)
 SUMMARY_STEM = "summary"
 #: (column title, feature, measure key, shown in percent)
@@ -57,7 +59,7 @@ def aggregate(records: Sequence[dict], row_order: Sequence[str] = ()) -> List[di
     measure): [per-seed values]}}``, rows in ``row_order`` first, then by name."""
     groups: Dict[Tuple[str, str], List[dict]] = {}
     for r in records:
-        groups.setdefault((r["row"], r.get("budget") or "init"), []).append(r)
+        groups.setdefault((r["row"], r.get("budget") or UNTRAINED_BUDGET), []).append(r)
     order = {name: i for i, name in enumerate(row_order)}
     out = []
     for (row, budget), members in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0])):
@@ -95,11 +97,29 @@ def markdown_table(groups: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def point_labels(groups: Sequence[dict]) -> Tuple[List[str], str]:
+    """Legend labels of the plot's points, and the budget they share.
+
+    ``(["row", ...], "images:73216")`` when every trained group has the same budget (the budget
+    then goes in the title, once; an untrained row's budget, "init", is no budget);
+    ``(["row (budget)", ...], "")`` when they differ.
+    """
+    budgets = {g["budget"] for g in groups if g["budget"] != UNTRAINED_BUDGET}
+    if len(budgets) <= 1:
+        return [g["row"] for g in groups], next(iter(budgets), "")
+    return [f"{g['row']} ({g['budget']})" for g in groups], ""
+
+
+#: marker shapes cycled with the colours, so that neighbouring points stay distinguishable
+_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">", "*", "h")
+
+
 def plot_tradeoff(groups: Sequence[dict], path: str, title: str = "",
                   colour: Optional[Tuple[str, str]] = None) -> Optional[str]:
     """PNG: garment accuracy (y) against colour error (x), one point per (row, budget) with the
-    seed std as error bars. ``colour``: the x axis as (feature, measure); None: the first of
-    `PRIMARY_COLOUR` present. Returns the path, or None when no group has both measures."""
+    seed std as error bars, named in a legend beside the axes (rows close together would make
+    labels at the points overlap). ``colour``: the x axis as (feature, measure); None: the first
+    of `PRIMARY_COLOUR` present. Returns the path, or None when no group has both measures."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,19 +130,25 @@ def plot_tradeoff(groups: Sequence[dict], path: str, title: str = "",
     points = [g for g in groups if colour_key and colour_key in g["values"] and PRIMARY_GARMENT in g["values"]]
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
-    for g in points:
+    labels, shared_budget = point_labels(points)
+    palette = plt.get_cmap("tab20").colors  # 10 hues, dark then light: the 10 dark first, then the light
+    fig, ax = plt.subplots(figsize=(9.5, 5.5))
+    for i, (g, label) in enumerate(zip(points, labels)):
         x = np.asarray(g["values"][colour_key])
         y = 100.0 * np.asarray(g["values"][PRIMARY_GARMENT])
         xerr = x.std(ddof=1) if len(x) > 1 else 0.0
         yerr = y.std(ddof=1) if len(y) > 1 else 0.0
-        ax.errorbar(x.mean(), y.mean(), xerr=xerr, yerr=yerr, fmt="o", capsize=3)
-        ax.annotate(f"{g['row']} ({g['budget']})", (x.mean(), y.mean()), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
+        ax.errorbar(x.mean(), y.mean(), xerr=xerr, yerr=yerr, fmt=_MARKERS[i % len(_MARKERS)],
+                    color=palette[2 * (i % 10) + (i // 10) % 2], capsize=3,
+                    markersize=7, label=f"{label} (n={len(x)})")
     ax.set_xlabel(f"colour error: {colour_key[1]} at {colour_key[0]} (degrees, lower keeps more colour)")
     ax.set_ylabel(f"garment accuracy: {PRIMARY_GARMENT[1]} at {PRIMARY_GARMENT[0]} (%)")
-    ax.set_title(title or "garment accuracy vs colour error (mean ± std over seeds)")
+    default_title = "garment accuracy vs colour error (mean ± std over seeds)"
+    if shared_budget:
+        default_title += f", budget {shared_budget}"
+    ax.set_title(title or default_title, fontsize=10)
     ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

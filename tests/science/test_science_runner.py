@@ -10,7 +10,7 @@ import numpy as np
 from hac_tf.science.budget import Budget
 from hac_tf.science.rows import ROWS
 from hac_tf.science.runner import run_cell
-from hac_tf.science.summary import aggregate, load_records, markdown_table, plot_tradeoff, write_summary
+from hac_tf.science.summary import aggregate, load_records, markdown_table, plot_tradeoff, point_labels, write_summary
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FM_FIXTURE = os.path.join(REPO, "tests", "fixtures", "fashion_mnist")
@@ -53,3 +53,37 @@ def test_summary_mean_and_std_over_seeds(tmp_path):
     assert f"| baseline | steps:10 | 2 | 10 | 82.0 ± {std:.1f} | 32.0 ± {np.std([30.0, 34.0], ddof=1):.1f} |" in table
     assert plot_tradeoff(groups, str(tmp_path / "a.png")) == str(tmp_path / "a.png")
     assert plot_tradeoff(groups, str(tmp_path / "b.png"), colour=("stage4", "body_hue_knn_mae")) is None  # absent
+
+
+def test_plot_names_every_row_in_its_legend(tmp_path, monkeypatch):
+    """The plot's points are named in a legend: one entry per (row, budget), the budget written
+    once in the title when every row shares it, beside each row when they differ."""
+    def group(row, budget):
+        return {"row": row, "budget": budget, "seeds": [0],
+                "values": {("stage4", "garment_linear"): [0.8], ("stage4", "body_hue_knn_mae"): [12.0]}}
+
+    same = [group("random_init", "init"), group("uniform", "images:8"), group("hierarchy_paper", "images:8")]
+    assert point_labels(same) == (["random_init", "uniform", "hierarchy_paper"], "images:8")
+    assert point_labels([group("random_init", "init")]) == (["random_init"], "")
+    mixed = [group("baseline", "steps:214"), group("hierarchy_paper", "flops:3.1e13")]
+    assert point_labels(mixed) == (["baseline (steps:214)", "hierarchy_paper (flops:3.1e13)"], "")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    captured = {}
+    original_savefig = plt.Figure.savefig
+
+    def savefig(fig, *args, **kwargs):  # read the real figure as it is written
+        ax = fig.axes[0]
+        handles, labels = ax.get_legend_handles_labels()
+        captured.update(labels=labels, title=ax.get_title(),
+                        colours={tuple(h.lines[0].get_color()) for h in handles})
+        return original_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Figure, "savefig", savefig)
+    assert plot_tradeoff([group(f"row{i}", "images:8") for i in range(12)], str(tmp_path / "legend.png"))
+    assert captured["labels"] == [f"row{i} (n=1)" for i in range(12)]
+    assert captured["title"].endswith("budget images:8")
+    assert len(captured["colours"]) == 12  # no two rows share a colour
+    assert os.path.getsize(tmp_path / "legend.png") > 1000
