@@ -131,7 +131,7 @@ def plot_tradeoff(groups: Sequence[dict], path: str, title: str = "",
     if not points:
         return None
     labels, shared_budget = point_labels(points)
-    palette = plt.get_cmap("tab20").colors  # 10 hues, dark then light: the 10 dark first, then the light
+    palette = plt.get_cmap("tab20").colors  # pairs (dark, light) of 10 hues: rows 0-9 dark, 10-19 light
     fig, ax = plt.subplots(figsize=(9.5, 5.5))
     for i, (g, label) in enumerate(zip(points, labels)):
         x = np.asarray(g["values"][colour_key])
